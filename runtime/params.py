@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -80,7 +80,8 @@ class TrackerParams:
         return self.thresholds.get("DEFAULT", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Shallow field copy: dataclasses.asdict deep-copies, which fails on the read-only thresholds mapping.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["thresholds"] = dict(self.thresholds)
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
@@ -115,7 +116,7 @@ class ModelMetadata:
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["tracker"] = self.tracker.to_dict()
         data["extra"] = dict(self.extra)
         return json.dumps(data, sort_keys=True)
