@@ -1,0 +1,169 @@
+"""Export-only GRM: the trained modules with the adaptive token division rewritten as static-shape masked attention.
+
+The PyTorch model decides per search token whether it joins the template (class A, "cross") or stays with the
+search tokens (class S), then masks attention with the official eps-softmax. This wrapper computes the same
+decisions from plain comparisons and expresses the three-group policy (spec A.6) as an additive bias on a
+standard softmax, so the graph has fixed shapes, no argsort/TopK/NonZero and no data-dependent branch:
+
+* ``threshold`` is a graph input of shape [1]: ``threshold > 0`` selects ``p(S) < threshold`` (spec A.5),
+  otherwise the argmax rule ``logp[A] > logp[S]`` (an exact tie goes to S, like the PyTorch model);
+* blocked query/key pairs get :data:`MASK_BIAS` (finite and FP16-safe, never -inf) before a standard softmax;
+  the official ``eps = 1e-6`` leak to masked keys is dropped, which moves outputs by far less than 1e-5;
+* the query is scaled before ``q @ k^T`` (the pattern TensorRT's fused attention expects).
+
+With ``half=True`` the backbone and head run in FP16 while LayerNorm, the attention softmax, the division
+predictor and the final sigmoid stay FP32 (explicit casts); inputs and outputs stay FP32.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+from grm.runtime.errors import ConfigError
+from grm.train.model import GRM
+from grm.train.model.division import target_representation
+from torch import Tensor, nn
+
+MASK_BIAS = -1.0e4
+"""Added to blocked attention scores: exp(-1e4) is 0 in FP32 and FP16, and the sum stays inside FP16 range."""
+HEAD_BRANCHES = ("ctr", "offset", "size")
+
+
+class StaticOutput(NamedTuple):
+    """Graph outputs in contract order; ``decisions`` (B, depth-1, Nx) int32 (1 = cross) only when requested."""
+
+    score_map: Tensor
+    size_map: Tensor
+    offset_map: Tensor
+    decisions: Tensor | None = None
+
+
+class StaticGrm(nn.Module):
+    """Fixed-shape GRM for ONNX export, sharing (or, with ``half``, copying) the trained submodules.
+
+    Args:
+        model: a GRM network; it is switched to eval mode.
+        with_decisions: also return the per-block division decisions.
+        half: FP16 compute with FP32 islands (see module docstring); works on a deep copy of ``model``.
+    """
+
+    def __init__(self, model: GRM, with_decisions: bool = False, half: bool = False) -> None:
+        super().__init__()
+        target_type = model.backbone.target_type
+        if target_type not in ("allmax", "allavg"):
+            raise ConfigError(f"target type {target_type!r} needs a template box mask, which the ONNX contract lacks")
+        model.eval()
+        # The FP16 variant casts weights, so it works on copies (the GRM itself holds an un-copyable config).
+        self.backbone = copy.deepcopy(model.backbone) if half else model.backbone
+        self.box_head = copy.deepcopy(model.box_head) if half else model.box_head
+        self.target_type = target_type
+        self.with_decisions = with_decisions
+        self.compute_dtype = torch.float16 if half else torch.float32
+        self.feat_size = model.feat_size
+        self.num_search = model.feat_size**2
+        self.num_template = model.backbone.pos_embed_z.shape[1]
+        flags = torch.cat([torch.ones(self.num_template), torch.zeros(self.num_search)])
+        self.register_buffer("template_flags", flags.unsqueeze(0), persistent=False)
+        if half:
+            _to_half_keeping_islands(self)
+        self.eval()
+
+    def forward(self, template: Tensor, search: Tensor, threshold: Tensor) -> StaticOutput:
+        """template (B,3,T,T), search (B,3,S,S) normalised RGB float32; threshold [1] float32."""
+        bb = self.backbone
+        dt = self.compute_dtype
+        z = bb.patch_embed(template.to(dt)) + bb.pos_embed_z
+        x = bb.patch_embed(search.to(dt)) + bb.pos_embed_x
+        tokens = torch.cat([z, x], dim=1)
+        decisions = []
+        for block in bb.blocks:
+            tokens, cross = self._block(block, tokens, threshold)
+            if cross is not None:
+                decisions.append(cross)
+        tokens = _layer_norm(bb.norm, tokens)
+        b, _, d = tokens.shape
+        feat = tokens[:, -self.num_search :].transpose(1, 2).reshape(b, d, self.feat_size, self.feat_size)
+        score, size, offset = self._head(feat)
+        if not self.with_decisions:
+            return StaticOutput(score, size, offset)
+        return StaticOutput(score, size, offset, torch.stack(decisions, dim=1).to(torch.int32))
+
+    def _block(self, block: nn.Module, x: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor | None]:
+        u = _layer_norm(block.norm1, x)
+        attn = block.attn
+        cross = self._decide(attn.divide_predict, u, threshold) if attn.divide else None
+        x = x + self._attention(attn, u, cross)
+        return x + block.mlp(_layer_norm(block.norm2, x)), cross
+
+    def _decide(self, predictor: nn.Module, u: Tensor, threshold: Tensor) -> Tensor:
+        """Bool (B, Nx): search token joins the template group (class A). Runs in FP32."""
+        u32 = u.float()
+        u_z, u_x = u32[:, : self.num_template], u32[:, self.num_template :]
+        target = target_representation(u_z, self.target_type).expand(-1, self.num_search, -1)
+        log_probs = predictor(torch.cat([u_x, target], dim=-1))
+        by_argmax = log_probs[..., 1] > log_probs[..., 0]
+        by_threshold = log_probs.softmax(dim=-1)[..., 0] < threshold
+        return torch.where(threshold > 0, by_threshold, by_argmax)
+
+    def _attention(self, attn: nn.Module, u: Tensor, cross: Tensor | None) -> Tensor:
+        b, n, c = u.shape
+        heads = attn.num_heads
+        qkv = attn.qkv(u).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        scores = (q * attn.scale) @ k.transpose(-2, -1)
+        scores = scores.float()
+        if cross is not None:
+            scores = scores + self._policy_bias(cross).unsqueeze(1)
+        weights = scores.softmax(dim=-1).to(v.dtype)
+        out = (weights @ v).transpose(1, 2).reshape(b, n, c)
+        return attn.proj(out)
+
+    def _policy_bias(self, cross: Tensor) -> Tensor:
+        """(B, N, N) FP32: 0 where query (row) may attend key (column), MASK_BIAS elsewhere (spec A.6).
+
+        allowed = T_q T_k + S_q S_k + A_k + A_q (1 - A_k): T sees T and A, S sees S and A, A sees everything;
+        every token sees itself, so no row is fully blocked.
+        """
+        t = self.template_flags.expand(cross.shape[0], -1)
+        a = torch.cat([torch.zeros_like(t[:, : self.num_template]), cross.float()], dim=1)
+        s = 1.0 - t - a
+        allowed = _outer(t, t) + _outer(s, s) + a.unsqueeze(1) + _outer(a, 1.0 - a)
+        return (1.0 - allowed) * MASK_BIAS
+
+    def _head(self, feat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        maps = []
+        for branch in HEAD_BRANCHES:
+            x = feat
+            for i in range(1, 6):
+                x = getattr(self.box_head, f"conv{i}_{branch}")(x)
+            maps.append(x.float())
+        ctr, offset, size = maps
+        return _sigmoid_clamped(ctr), _sigmoid_clamped(size), offset
+
+
+def _outer(rows: Tensor, cols: Tensor) -> Tensor:
+    """(B, N) x (B, N) -> (B, N, N) with element [q, k] = rows[q] * cols[k]."""
+    return rows.unsqueeze(2) * cols.unsqueeze(1)
+
+
+def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    """LayerNorm computed in FP32 whatever the residual dtype (no-op casts in an FP32 model)."""
+    y = nn.functional.layer_norm(x.float(), norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    return y.to(x.dtype)
+
+
+def _sigmoid_clamped(x: Tensor) -> Tensor:
+    return torch.clamp(x.sigmoid(), min=1e-4, max=1 - 1e-4)
+
+
+def _to_half_keeping_islands(module: StaticGrm) -> None:
+    """Cast weights to FP16 except LayerNorms and division predictors, which stay FP32."""
+    keep = [m for m in module.modules() if isinstance(m, nn.LayerNorm)]
+    keep += [blk.attn.divide_predict for blk in module.backbone.blocks if blk.attn.divide]
+    module.backbone.half()
+    module.box_head.half()
+    for m in keep:
+        m.float()
+    module.template_flags = module.template_flags.float()

@@ -1,0 +1,82 @@
+"""The static-shape rewrite decides and computes like the PyTorch model and the official fixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from grm.export.static_model import MASK_BIAS, StaticGrm
+from grm.runtime.errors import ConfigError
+from grm.train.model.division import decide, policy_mask
+
+THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax) and every distinct official preset
+
+MAPS = ("score_map", "size_map", "offset_map")
+
+
+@pytest.mark.parametrize("index", range(len(THRESHOLDS)))
+def test_rewrite_matches_pytorch_and_official_fixture(tiny_model, tiny_outputs, index: int) -> None:
+    threshold = THRESHOLDS[index]
+    template = torch.from_numpy(tiny_outputs["template"])
+    search = torch.from_numpy(tiny_outputs["search"])
+    static = StaticGrm(tiny_model, with_decisions=True)
+    with torch.no_grad():
+        ref = tiny_model(template, search, threshold=threshold, return_decisions=True)
+        out = static(template, search, torch.tensor([threshold]))
+    assert out.decisions.dtype == torch.int32 and out.decisions.shape == (2, 3, 64)
+    assert torch.equal(out.decisions, ref.decisions.to(torch.int32))  # every dividing block, every token
+    np.testing.assert_array_equal(out.decisions.numpy(), tiny_outputs["decisions"][index][:, 1:])
+    for name in MAPS:
+        got = getattr(out, name)
+        torch.testing.assert_close(got, getattr(ref, name), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got.numpy(), tiny_outputs[name][index], atol=1e-5, rtol=0)
+
+
+def test_threshold_is_data_not_code(tiny_model, tiny_outputs) -> None:
+    """One module instance serves every threshold: decisions change with the input tensor only."""
+    static = StaticGrm(tiny_model, with_decisions=True)
+    template = torch.from_numpy(tiny_outputs["template"][:1])
+    search = torch.from_numpy(tiny_outputs["search"][:1])
+    with torch.no_grad():
+        shares = [static(template, search, torch.tensor([t])).decisions.float().mean().item() for t in THRESHOLDS]
+    assert shares[1] < shares[2] < shares[3]  # larger threshold -> more cross tokens
+    assert len(set(shares)) == 4
+
+
+def test_policy_bias_equals_official_mask(tiny_model) -> None:
+    static = StaticGrm(tiny_model)
+    gen = torch.Generator().manual_seed(0)
+    cross = torch.rand(3, static.num_search, generator=gen) < 0.4
+    cross[1] = False  # nobody joins: two-stream attention
+    cross[2] = True  # everybody joins: one-stream attention
+    one_hot = torch.nn.functional.one_hot(cross.long(), 2).float()
+    official = policy_mask(one_hot, static.num_template)
+    bias = static._policy_bias(cross)
+    assert set(bias.unique().tolist()) <= {0.0, MASK_BIAS}
+    torch.testing.assert_close(bias, (1.0 - official) * MASK_BIAS, atol=0, rtol=0)
+    assert torch.all(bias.diagonal(dim1=1, dim2=2) == 0)
+
+
+def test_tie_goes_to_search_group_like_the_model() -> None:
+    log_probs = torch.log(torch.full((1, 4, 2), 0.5))
+    assert decide(log_probs, 0.0, training=False)[..., 1].sum() == 0
+    by_argmax = log_probs[..., 1] > log_probs[..., 0]
+    assert not by_argmax.any()
+
+
+def test_roi_target_types_are_refused(tiny_model) -> None:
+    tiny_model.backbone.target_type = "roimax"
+    try:
+        with pytest.raises(ConfigError, match="needs a template box mask"):
+            StaticGrm(tiny_model)
+    finally:
+        tiny_model.backbone.target_type = "allmax"
+
+
+def test_half_variant_keeps_islands_in_fp32_and_leaves_source_untouched(tiny_model) -> None:
+    half = StaticGrm(tiny_model, half=True)
+    assert half.backbone.blocks[1].attn.qkv.weight.dtype == torch.float16
+    assert half.backbone.blocks[1].norm1.weight.dtype == torch.float32
+    assert half.backbone.blocks[1].attn.divide_predict[0].weight.dtype == torch.float32
+    assert half.box_head.conv1_ctr[0].weight.dtype == torch.float16
+    assert tiny_model.backbone.blocks[1].attn.qkv.weight.dtype == torch.float32
