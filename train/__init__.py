@@ -1,0 +1,30 @@
+"""grm.train: the GRM network in PyTorch, checkpoints, data and training.
+
+Heavy submodules load on first use, so ``import grm.train`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "build_model": "grm.train.model",
+    "GRM": "grm.train.model",
+    "GrmOutput": "grm.train.model",
+    "load_checkpoint": "grm.train.checkpoint",
+    "read_checkpoint": "grm.train.checkpoint",
+    "adapt_pretrained": "grm.train.pretrained",
+    "AdaptReport": "grm.train.pretrained",
+    "get_config": "grm.train.config",
+    "CONFIGS": "grm.train.config",
+    "GrmConfig": "grm.train.config",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'grm.train' has no attribute {name!r}")

@@ -137,7 +137,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, patch_start_index + pretrain_grid**2, embed_dim))
         self.pos_embed_z = nn.Parameter(torch.zeros(1, template_grid**2, embed_dim))
         self.pos_embed_x = nn.Parameter(torch.zeros(1, search_grid**2, embed_dim))
-        rates = [r.item() for r in torch.linspace(0, drop_path_rate, depth)]
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, rates[i], divide=i > 0, eps=eps, divide_hidden=divide_hidden)
             for i in range(depth)
