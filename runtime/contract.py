@@ -10,6 +10,8 @@ from grm.runtime.params import TrackerParams
 TEMPLATE = "template"
 SEARCH = "search"
 THRESHOLD = "threshold"
+# Optional (B, Nz) template box mask, read only by roimax/roiavg models; backends ignore inputs they lack.
+TEMPLATE_MASK = "template_mask"
 SCORE_MAP = "score_map"
 SIZE_MAP = "size_map"
 OFFSET_MAP = "offset_map"

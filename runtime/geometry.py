@@ -59,6 +59,17 @@ def box_to_crop_xywh(
     return out / out_size if normalize else out
 
 
+def template_box_mask(box_xywh_norm: ArrayLike, grid: int) -> NDArray[np.float32]:
+    """(grid*grid,) row-major 0/1 mask of the template cells a normalised template-crop box covers (spec A.9).
+
+    Rows ``max(int(y1), 0) <= r < min(int(y1 + h + 1), grid)`` with the box in cell units; columns likewise.
+    """
+    x1, y1, w, h = (float(v) * grid for v in np.asarray(box_xywh_norm, dtype=np.float64))
+    mask = np.zeros((grid, grid), dtype=np.float32)
+    mask[max(int(y1), 0) : min(int(y1 + h + 1), grid), max(int(x1), 0) : min(int(x1 + w + 1), grid)] = 1.0
+    return mask.reshape(-1)
+
+
 def map_box_back(
     pred_cxcywh_crop: Sequence[float], prev_box_xywh: Sequence[float], search_size: int, resize_factor: float
 ) -> list[float]:

@@ -17,7 +17,7 @@ from grm.runtime.backends.base import Backend
 from grm.runtime.crop import normalize, sample_target
 from grm.runtime.decode import decode_box, hann2d
 from grm.runtime.errors import InputError
-from grm.runtime.geometry import clip_box, map_box_back, validate_init_box
+from grm.runtime.geometry import box_to_crop_xywh, clip_box, map_box_back, template_box_mask, validate_init_box
 from grm.runtime.params import TrackerParams
 
 
@@ -68,6 +68,7 @@ class Tracker:
         self._threshold_arr = np.array([self.threshold], dtype=np.float32)
         self._search = np.empty(contract.input_shapes(self.params)[contract.SEARCH], dtype=np.float32)
         self._template: NDArray[np.float32] | None = None
+        self._template_mask: NDArray[np.float32] | None = None
         self._state: list[float] | None = None
         self.frame_index = 0
 
@@ -83,6 +84,8 @@ class Tracker:
         p = self.params
         crop = sample_target(frame, box, p.template_factor, p.template_size)
         self._template = normalize(crop.image, p.mean, p.std)
+        box_in_crop = box_to_crop_xywh(box, box, crop.resize_factor, p.template_size, normalize=True)
+        self._template_mask = template_box_mask(box_in_crop, p.template_feat_size)[None]
         self._state = box
         self.frame_index = 0
 
@@ -98,7 +101,8 @@ class Tracker:
         normalize(crop.image, p.mean, p.std, out=self._search)
         t1 = time.perf_counter()
         outputs = self.backend.run(
-            {contract.TEMPLATE: self._template, contract.SEARCH: self._search, contract.THRESHOLD: self._threshold_arr}
+            {contract.TEMPLATE: self._template, contract.SEARCH: self._search, contract.THRESHOLD: self._threshold_arr,
+             contract.TEMPLATE_MASK: self._template_mask}
         )
         t2 = time.perf_counter()
         box, score, decisions = self._decode(outputs, crop.resize_factor, frame.shape[0], frame.shape[1])

@@ -42,7 +42,10 @@ class TorchBackend:
         template = torch.from_numpy(np.ascontiguousarray(inputs[contract.TEMPLATE])).to(self.device)
         search = torch.from_numpy(np.ascontiguousarray(inputs[contract.SEARCH])).to(self.device)
         threshold = float(np.asarray(inputs.get(contract.THRESHOLD, [0.0])).reshape(-1)[0])
-        out = self.model(template, search, threshold=threshold, return_decisions=self.with_decisions)
+        mask = inputs.get(contract.TEMPLATE_MASK)
+        mask_t = None if mask is None else torch.from_numpy(np.asarray(mask, dtype=np.float32)).to(self.device)
+        out = self.model(template, search, threshold=threshold, template_mask=mask_t,
+                         return_decisions=self.with_decisions)
         result = {
             contract.SCORE_MAP: out.score_map.cpu().numpy(),
             contract.SIZE_MAP: out.size_map.cpu().numpy(),

@@ -74,3 +74,13 @@ def test_crops_are_bit_exact(upstream_tiny):
 def test_hann_window_matches(upstream_tiny):
     ref = np.load(upstream_tiny / "track_otb.npz")
     assert np.abs(hann2d(8) - ref["output_window"][0, 0]).max() <= 1e-7
+
+
+def test_template_box_mask_matches_official(upstream_tiny):
+    from grm.runtime.geometry import box_to_crop_xywh, template_box_mask
+
+    seq = np.load(upstream_tiny / "sequence.npz")
+    ref = np.load(upstream_tiny / "track_lasot.npz")
+    box = seq["gt"][0]
+    crop_box = box_to_crop_xywh(box, box, float(ref["template_resize_factor"]), 64, normalize=True)
+    np.testing.assert_array_equal(template_box_mask(crop_box, 4), ref["box_mask_z"][0])
