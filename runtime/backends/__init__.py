@@ -113,4 +113,13 @@ def open_model(
     return open_checkpoint(path, config=config, **options)
 
 
-__all__ = ["BACKENDS", "Backend", "check_backend", "is_checkpoint", "model_kind", "open_checkpoint", "open_model", "plugin"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "check_backend",
+    "is_checkpoint",
+    "model_kind",
+    "open_checkpoint",
+    "open_model",
+    "plugin",
+]

@@ -43,7 +43,9 @@ def parse_metadata(text: str | None, source: str) -> ModelMetadata:
     try:
         return ModelMetadata.from_json(text)
     except (ConfigError, KeyError, TypeError) as e:
-        raise ArtifactMismatchError(f"{source} carries unreadable grm metadata ({e}); re-export it with grm-export") from e
+        raise ArtifactMismatchError(
+            f"{source} carries unreadable grm metadata ({e}); re-export it with grm-export"
+        ) from e
 
 
 def check_config(metadata: ModelMetadata, config: str | None, source: str, rebuild: str) -> None:
@@ -59,15 +61,18 @@ def check_io(specs: Sequence[TensorSpec], metadata: ModelMetadata, source: str) 
     """Check names, static shapes and dtypes of every tensor against the contract for ``metadata``."""
     inputs = {s.name: s for s in specs if s.is_input}
     outputs = {s.name: s for s in specs if not s.is_input}
-    if set(inputs) != set(contract.INPUT_NAMES):
+    optional_inputs = set(inputs) - set(contract.INPUT_NAMES)
+    if not set(contract.INPUT_NAMES) <= set(inputs) or optional_inputs - {contract.TEMPLATE_MASK}:
         raise ArtifactMismatchError(
-            f"{source} has inputs {sorted(inputs)}; a grm model has {list(contract.INPUT_NAMES)}; re-export it"
+            f"{source} has inputs {sorted(inputs)}; a grm model has {list(contract.INPUT_NAMES)} "
+            f"(and optionally '{contract.TEMPLATE_MASK}'); re-export it with grm-export"
         )
     missing = [n for n in contract.OUTPUT_NAMES if n not in outputs]
     if missing:
         raise ArtifactMismatchError(f"{source} lacks outputs {missing}; a grm model has {list(contract.OUTPUT_NAMES)}")
     depth = metadata.depth if contract.DECISIONS in outputs and metadata.depth else None
     expected: dict[str, tuple[int, ...]] = {
+        contract.TEMPLATE_MASK: (1, metadata.tracker.template_feat_size**2),
         **contract.input_shapes(metadata.tracker),
         **contract.output_shapes(metadata.tracker, depth),
     }

@@ -133,7 +133,11 @@ def check_plan_hash(plan: str | Path, manifest: EngineManifest) -> None:
 
 
 def check_environment(
-    plan: str | Path, manifest: EngineManifest, tensorrt_version: str, gpu_name: str, compute_capability: tuple[int, int]
+    plan: str | Path,
+    manifest: EngineManifest,
+    tensorrt_version: str,
+    gpu_name: str,
+    compute_capability: tuple[int, int],
 ) -> None:
     """Refuse a plan built for another TensorRT release or another GPU."""
     rebuild = rebuild_command(plan, manifest.metadata)

@@ -45,7 +45,9 @@ _ORT_DTYPES = {
     "tensor(uint8)": np.uint8,
     "tensor(bool)": np.bool_,
 }
-_GPU_HINT = "install onnxruntime-gpu (pip install 'grm-tracker[gpu]', never together with onnxruntime) on an NVIDIA machine"
+_GPU_HINT = (
+    "install onnxruntime-gpu (pip install 'grm-tracker[gpu]', never together with onnxruntime) on an NVIDIA machine"
+)
 
 
 def import_onnxruntime() -> Any:
@@ -206,7 +208,18 @@ def _create_session(ort: Any, source: str, providers: list[str], threads: int | 
 def ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
     """ONNX Runtime's own exception classes (they derive from Exception directly), plus RuntimeError."""
     state = getattr(getattr(ort, "capi", None), "onnxruntime_pybind11_state", None)
-    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException", "InvalidProtobuf",
-             "InvalidGraph", "NotImplemented", "EPFail", "ModelRequiresCompilation")
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "NoSuchFile",
+        "NoModel",
+        "EngineError",
+        "RuntimeException",
+        "InvalidProtobuf",
+        "InvalidGraph",
+        "NotImplemented",
+        "EPFail",
+        "ModelRequiresCompilation",
+    )
     found = tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
     return (*found, RuntimeError, ValueError)

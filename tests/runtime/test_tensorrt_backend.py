@@ -1,0 +1,300 @@
+"""TensorRT backend: manifest checks, buffer sizing, FP16 I/O and error paths against fake trt/cudart modules.
+
+The real-GPU tests at the end build an engine from the fake ONNX model and compare it with ONNX Runtime;
+they skip on machines without tensorrt and an NVIDIA GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from grm.runtime.backends import open_model
+from grm.runtime.backends.cuda_memory import CudaPythonApi, load_cuda_api
+from grm.runtime.backends.manifest import (
+    EngineManifest,
+    manifest_path,
+    parse_compute_capability,
+    read_manifest,
+    write_manifest,
+)
+from grm.runtime.backends.trt import engine_specs, open_plan
+from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError
+from grm.runtime.tracker import Tracker
+from runtime_fakes import square_frames, tiny_metadata
+from trt_fakes import PLAN_BYTES, CudaError, DataType, Engine, FakeCudart, brightness_outputs, make_trt, tiny_tensors
+
+TRT_VERSION = "10.13.0.35"
+GPU = "NVIDIA Fake GPU"
+
+
+def _manifest(plan_bytes: bytes = PLAN_BYTES, **changes) -> EngineManifest:
+    values = dict(metadata=tiny_metadata(), tensorrt_version=TRT_VERSION, gpu_name=GPU, compute_capability=(8, 6),
+                  plan_sha256=hashlib.sha256(plan_bytes).hexdigest())
+    values.update(changes)
+    return EngineManifest(**values)
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.plan"
+    path.write_bytes(PLAN_BYTES)
+    write_manifest(path, _manifest())
+    return path
+
+
+def _open(plan: Path, *, io_dtype=DataType.FLOAT, decisions=False, cudart=None, version=TRT_VERSION, tensors=None,
+          config=None):
+    cudart = cudart or FakeCudart()
+    engine = Engine(tensors or tiny_tensors(io_dtype, decisions), partial(brightness_outputs, decisions=decisions))
+    cuda = CudaPythonApi(cudart, native_handle=id)
+    backend = open_plan(plan, config=config, trt=make_trt(engine, version), cuda=cuda)
+    return backend, cudart, engine
+
+
+def test_manifest_round_trip(plan: Path) -> None:
+    assert manifest_path(plan).name == "tiny.plan.json"
+    data = json.loads(manifest_path(plan).read_text())
+    assert data["compute_capability"] == "8.6" and data["config"] == "tiny" and data["tracker"]["search_size"] == 128
+    assert read_manifest(plan) == _manifest()
+
+
+@pytest.mark.parametrize("value, expected", [("8.6", (8, 6)), ([9, 0], (9, 0)), (8.9, (8, 9))])
+def test_compute_capability_forms(value, expected) -> None:
+    assert parse_compute_capability(value) == expected
+
+
+def test_buffers_sized_from_the_engine_and_bound_once(plan: Path) -> None:
+    backend, cudart, engine = _open(plan)
+    f32 = 4
+    expected = sorted([3 * 64 * 64 * f32, 3 * 128 * 128 * f32, 1 * f32, 64 * f32, 128 * f32, 128 * f32])
+    assert cudart.sizes() == expected
+    assert sorted(len(b) for b in cudart.pinned.values()) == expected
+    ctx = engine.contexts[0]
+    assert set(ctx.addresses) == {"template", "search", "threshold", "score_map", "size_map", "offset_map"}
+    assert set(ctx.addresses.values()) == set(cudart.device)  # every tensor bound to its own device buffer
+    assert len(cudart.streams) == 1
+
+
+def test_run_copies_in_executes_copies_out(plan: Path) -> None:
+    backend, cudart, engine = _open(plan)
+    search = np.full((1, 3, 128, 128), 0.5, np.float32)
+    out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32), "search": search,
+                       "threshold": np.zeros(1, np.float32), "template_mask": np.ones((1, 16), np.float32)})
+    np.testing.assert_allclose(out["score_map"], 1 / (1 + np.exp(-2.0)), rtol=1e-6)
+    assert out["score_map"].dtype == np.float32
+    assert [d for d, _ in cudart.copies] == ["h2d"] * 3 + ["d2h"] * 3
+    assert engine.contexts[0].calls == 1 and cudart.synchronized == 1
+
+
+def test_tracks_like_onnx_runtime(plan: Path, fake_onnx: Path) -> None:
+    frames, truth = square_frames(10)
+    boxes = []
+    for backend in (_open(plan)[0], open_model(fake_onnx)):
+        tracker = Tracker(backend)
+        tracker.initialize(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB), truth[0])
+        boxes.append([tracker.track(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).box_xywh for f in frames[1:]])
+    np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-4)
+
+
+def test_fp16_io_is_cast_on_copy(plan: Path) -> None:
+    backend, cudart, engine = _open(plan, io_dtype=DataType.HALF, decisions=True)
+    assert sorted(len(b) for b in cudart.device.values())[-1] == 3 * 128 * 128 * 2  # search buffer in fp16
+    out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
+                       "search": np.full((1, 3, 128, 128), 0.3, np.float32), "threshold": np.zeros(1, np.float32)})
+    assert out["score_map"].dtype == np.float32
+    np.testing.assert_allclose(out["score_map"], 1 / (1 + np.exp(-1.2)), atol=2e-3)
+    assert out["decisions"].dtype == np.int32 and out["decisions"].shape == (1, 3, 64) and out["decisions"].all()
+
+
+def test_unsupported_io_dtype_is_refused_at_load(plan: Path) -> None:
+    tensors = tiny_tensors()
+    tensors[3].dtype = DataType.INT32  # score_map
+    with pytest.raises(ArtifactMismatchError, match="'score_map' has dtype int32"):
+        _open(plan, tensors=tensors)
+    tensors[3].dtype = DataType.FP8
+    with pytest.raises(ArtifactMismatchError, match="type numpy cannot hold"):
+        _open(plan, tensors=tensors)
+
+
+def test_dynamic_shape_is_refused(plan: Path) -> None:
+    tensors = tiny_tensors()
+    tensors[1].shape = (-1, 3, 128, 128)
+    with pytest.raises(ArtifactMismatchError, match="dynamic shape"):
+        _open(plan, tensors=tensors)
+
+
+def test_engine_for_another_config_is_refused(plan: Path) -> None:
+    tensors = tiny_tensors()
+    tensors[1].shape = (1, 3, 256, 256)
+    cudart = FakeCudart()
+    with pytest.raises(ArtifactMismatchError, match="'search' has shape"):
+        _open(plan, tensors=tensors, cudart=cudart)
+    assert not cudart.device and not cudart.pinned and not cudart.streams  # released on failure
+
+
+def test_missing_manifest_names_the_rebuild_command(tmp_path: Path) -> None:
+    path = tmp_path / "lonely.plan"
+    path.write_bytes(PLAN_BYTES)
+    with pytest.raises(ArtifactMismatchError, match="no manifest lonely.plan.json.*grm-export --config NAME --engine"):
+        open_plan(path, trt=make_trt(None), cuda=CudaPythonApi(FakeCudart(), id))
+
+
+def test_tensorrt_version_mismatch(plan: Path) -> None:
+    with pytest.raises(ArtifactMismatchError,
+                       match=r"built with TensorRT 10.13.0.35 but TensorRT 11.4.0.106 is installed; "
+                             r"rebuild with: grm-export --config tiny --engine --output .*tiny.plan"):
+        _open(plan, version="11.4.0.106")
+    _open(plan, version="10.13.0.99")  # another build number of the same release is fine
+
+
+def test_gpu_mismatch(plan: Path) -> None:
+    with pytest.raises(ArtifactMismatchError, match=r"built for NVIDIA Fake GPU \(sm 8.6\) but this GPU is .*sm 9.0"):
+        _open(plan, cudart=FakeCudart(capability=(9, 0)))
+    with pytest.raises(ArtifactMismatchError, match="but this GPU is NVIDIA Other"):
+        _open(plan, cudart=FakeCudart(gpu_name="NVIDIA Other"))
+
+
+def test_plan_changed_since_build(plan: Path) -> None:
+    plan.write_bytes(PLAN_BYTES + b"!")
+    with pytest.raises(ArtifactMismatchError, match="does not match its manifest"):
+        _open(plan)
+
+
+def test_fp16_manifest_rebuild_command(tmp_path: Path) -> None:
+    path = tmp_path / "half.plan"
+    path.write_bytes(PLAN_BYTES)
+    meta = tiny_metadata()
+    write_manifest(path, _manifest(metadata=type(meta)(**{**meta.__dict__, "precision": "fp16"})))
+    with pytest.raises(ArtifactMismatchError, match="grm-export --config tiny --fp16 --engine"):
+        _open(path, version="11.0.0.1")
+
+
+def test_config_mismatch(plan: Path) -> None:
+    with pytest.raises(ArtifactMismatchError, match="exported for config 'tiny' but --config is 'vitb_256'"):
+        _open(plan, config="vitb_256")
+
+
+def test_undeserializable_plan(plan: Path) -> None:
+    with pytest.raises(ArtifactMismatchError, match="could not deserialize"):
+        open_plan(plan, trt=make_trt(None), cuda=CudaPythonApi(FakeCudart(), id))
+
+
+def test_no_driver_is_backend_unavailable(plan: Path) -> None:
+    with pytest.raises(BackendUnavailableError, match="cudaSetDevice failed with cudaErrorInsufficientDriver"):
+        _open(plan, cudart=FakeCudart(set_device_error=CudaError.cudaErrorInsufficientDriver))
+
+
+def test_enqueue_failure(plan: Path) -> None:
+    backend, _, engine = _open(plan)
+    engine.contexts[0].fail = True
+    with pytest.raises(BackendUnavailableError, match="execute_async_v3 failed"):
+        backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
+                     "search": np.zeros((1, 3, 128, 128), np.float32), "threshold": np.zeros(1, np.float32)})
+
+
+def test_close_frees_everything(plan: Path) -> None:
+    backend, cudart, _ = _open(plan)
+    backend.close()
+    assert not cudart.device and not cudart.pinned and not cudart.streams
+
+
+def test_engine_specs(plan: Path) -> None:
+    engine = Engine(tiny_tensors(DataType.HALF), brightness_outputs)
+    specs = {s.name: s for s in engine_specs(engine, make_trt(engine))}
+    assert specs["search"].is_input and specs["search"].nbytes == 3 * 128 * 128 * 2
+    assert not specs["score_map"].is_input and specs["score_map"].dtype == np.float16
+
+
+def test_missing_tensorrt_package(plan: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendUnavailableError, match="needs the tensorrt package.*pypi.nvidia.com"):
+        open_model(plan)
+
+
+def test_missing_cuda_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
+    with pytest.raises(BackendUnavailableError, match="needs cuda-python"):
+        load_cuda_api("cuda-python")
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+    with pytest.raises(BackendUnavailableError, match="needs pycuda"):
+        load_cuda_api("pycuda")
+    with pytest.raises(BackendUnavailableError, match="unknown CUDA binding"):
+        load_cuda_api("opencl")
+
+
+# --------------------------------------------------------------------------------------- real GPU
+
+
+def _gpu_available() -> bool:
+    if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("cuda") is None:
+        return False
+    from cuda.bindings import runtime as cudart
+
+    err, count = cudart.cudaGetDeviceCount()
+    return err == cudart.cudaError_t.cudaSuccess and count > 0
+
+
+needs_gpu = pytest.mark.skipif(not _gpu_available(), reason="needs tensorrt, cuda-python and an NVIDIA GPU")
+
+
+def _build_plan(onnx_path: Path, plan_path: Path) -> Path:
+    """Build a plan from the fake ONNX with the TensorRT Python API and write its manifest."""
+    import tensorrt as trt
+
+    from grm.runtime.backends.cuda_memory import load_cuda_api
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse_from_file(str(onnx_path)), [str(parser.get_error(i)) for i in range(parser.num_errors)]
+    plan = builder.build_serialized_network(network, builder.create_builder_config())
+    plan_path.write_bytes(bytes(plan))
+    cuda = load_cuda_api("cuda-python")
+    name, capability = cuda.device_info()
+    cuda.close()
+    write_manifest(plan_path, EngineManifest(metadata=tiny_metadata(), tensorrt_version=trt.__version__,
+                                             gpu_name=name, compute_capability=capability,
+                                             plan_sha256=hashlib.sha256(plan_path.read_bytes()).hexdigest()))
+    return plan_path
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+@needs_gpu
+def test_real_tensorrt_plan_tracks_like_onnx_runtime(tmp_path: Path, fake_onnx: Path) -> None:
+    plan = _build_plan(fake_onnx, tmp_path / "fake.plan")
+    frames, truth = square_frames(10)
+    boxes = []
+    for backend in (open_model(plan, backend="tensorrt"), open_model(fake_onnx, backend="onnxruntime")):
+        tracker = Tracker(backend)
+        tracker.initialize(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB), truth[0])
+        boxes.append([tracker.track(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).box_xywh for f in frames[1:]])
+        backend.close()
+    np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-3)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_real_cuda_python_buffers_round_trip() -> None:
+    cuda = load_cuda_api("cuda-python")
+    host_in = cuda.host_buffer((4, 4), np.dtype(np.float32))
+    host_out = cuda.host_buffer((4, 4), np.dtype(np.float32))
+    device = cuda.device_buffer(host_in.nbytes)
+    host_in[...] = np.arange(16, dtype=np.float32).reshape(4, 4)
+    cuda.to_device(device, host_in)
+    cuda.to_host(host_out, device)
+    cuda.synchronize()
+    np.testing.assert_array_equal(host_out, host_in)
+    name, (major, _) = cuda.device_info()
+    assert name and major >= 5
+    cuda.close()
