@@ -1,0 +1,164 @@
+"""grm-run: track one target in a video, a folder of frames, a camera or a stream. Never imports torch.
+
+Exit status: 0 done, 2 bad input (one line on stderr), 130 interrupted (outputs written so far are kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from grm.runtime.backends import BACKENDS, open_model
+from grm.runtime.errors import GrmError, InputError
+from grm.runtime.outputs import require_display
+from grm.runtime.session import FrameRecord, RunOptions, TrackingSession, parse_box, resolve_threshold
+from grm.runtime.sources import open_source
+from grm.runtime.stats import format_summary
+
+
+def _process_start() -> float:
+    """``time.perf_counter()`` value of this process's start (Linux /proc; elsewhere this module's import)."""
+    now = time.perf_counter()
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return now - max(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return now
+
+
+PROCESS_START = _process_start()
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command(
+    help="Track the target given by --box through SOURCE (video file, frame folder, camera index or stream URL)."
+)
+def run(
+    source: Annotated[
+        str, typer.Argument(help="Video file, folder of frames (natural name order), camera index or URL.")
+    ],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", envvar="GRM_MODEL", help=".onnx, .plan/.engine or checkpoint.")
+    ],
+    box: Annotated[str | None, typer.Option(help="Initial box x,y,w,h in first-frame pixels; omit to draw it.")] = None,
+    backend: Annotated[str, typer.Option(help=f"One of: {', '.join(BACKENDS)}.")] = "auto",
+    config: Annotated[str | None, typer.Option(help="Config name; needed for raw checkpoints, else checked.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Division threshold in [0, 1); 0 = argmax rule.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Use the model's threshold preset for this dataset.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU inference threads (default: library's).")] = None,
+    boxes_out: Annotated[Path | None, typer.Option(help="Write x,y,w,h per input frame (first = init box).")] = None,
+    with_score: Annotated[bool, typer.Option("--with-score", help="Add the score column to --boxes-out.")] = False,
+    video_out: Annotated[Path | None, typer.Option(help="Write an annotated video (.mp4 or .avi).")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Show the annotated frames in a window (q/Esc stops).")] = False,
+    json_out: Annotated[Path | None, typer.Option(help="Write the run summary as JSON.")] = None,
+    lost_threshold: Annotated[
+        float | None, typer.Option(help="Mark frames whose score is below this as lost (boxes unchanged).")
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many input frames.")] = None,
+    masks: Annotated[
+        bool, typer.Option("--masks/--no-masks", help="Overlay division masks if the model has them.")
+    ] = True,
+) -> None:
+    options = RunOptions(
+        lost_threshold=lost_threshold,
+        max_frames=max_frames,
+        boxes_out=boxes_out,
+        with_score=with_score,
+        video_out=video_out,
+        show=show,
+        json_out=json_out,
+        overlay_masks=masks,
+    )
+    with _log_to_stderr():
+        try:
+            options = replace(options, box_xywh=parse_box(box) if box is not None else None)
+            _check_options(options)
+            summary, interrupted = _track(source, model, backend, config, threads, threshold, dataset, options)
+        except GrmError as e:
+            typer.echo(f"grm-run: error: {e}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(format_summary(summary))
+    if interrupted:
+        raise typer.Exit(130)
+
+
+@contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """Route grm's warnings (skipped frames, fallbacks) to this invocation's stderr, above the progress bar."""
+    logger = logging.getLogger("grm")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("grm-run: %(levelname)s: %(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        with logging_redirect_tqdm(loggers=[logger]):
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def _check_options(options: RunOptions) -> None:
+    if options.lost_threshold is not None and not (0.0 <= options.lost_threshold <= 1.0):
+        raise InputError(f"--lost-threshold {options.lost_threshold} must lie in [0, 1]")
+    if options.box_xywh is None:
+        require_display("drawing the initial box (no --box given)")
+    if options.show:
+        require_display("--show")
+
+
+def _track(
+    source: str,
+    model: Path,
+    backend: str,
+    config: str | None,
+    threads: int | None,
+    threshold: float | None,
+    dataset: str | None,
+    options: RunOptions,
+) -> tuple[dict[str, Any], bool]:
+    frames = open_source(source)
+    try:
+        net = open_model(model, backend=backend, config=config, threads=threads)
+        try:
+            chosen = resolve_threshold(net.metadata.tracker, threshold, dataset)
+            options = replace(options, threshold=chosen)
+            session = TrackingSession(net, frames, options, started_at=PROCESS_START, source_fps=frames.info.fps)
+            total = frames.info.frame_count
+            total = min(total, options.max_frames) if total and options.max_frames else total or options.max_frames
+            # disable=None: the bar is drawn only when stderr is a terminal
+            with tqdm(total=total, unit="frame", desc=net.name, dynamic_ncols=True, disable=None) as bar:
+
+                def progress(record: FrameRecord, fps: float) -> None:
+                    bar.update(1)
+                    bar.set_postfix(fps=f"{fps:.1f}", score=f"{record.score:.2f}", refresh=False)
+
+                session.on_frame = progress
+                result = session.run()
+            return session.summary(), result.interrupted
+        finally:
+            net.close()
+    finally:
+        frames.close()
+
+
+def main() -> None:
+    """Console entry point (``grm-run``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Result files and live views of a tracking run: boxes file, annotated video, window, JSON summary.
+
+Boxes file (``--boxes-out``): one line per input frame, comma-separated ``x,y,w,h`` floats in image pixels
+(x, y = top-left corner), the first line being the initial box. With ``--with-score`` a fifth column holds
+the target confidence (peak of the Hann-weighted response, in [0, 1)); the initial line's score is ``1``.
+A **skipped frame** (unreadable or corrupt) repeats the previous box, since that is the tracker's state,
+and its score is ``nan``; the JSON summary lists skipped frames by index.
+
+Every file is written atomically: to a temporary file in the same folder, renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from grm.runtime.atomic import atomic_write_text, temp_path_for
+from grm.runtime.errors import InputError
+
+WINDOW = "grm-run"
+_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def format_boxes(rows: Iterable[tuple[tuple[float, float, float, float], float]], with_score: bool) -> str:
+    """Boxes file text from (box_xywh, score) rows: ``x,y,w,h`` or ``x,y,w,h,score`` with 4 decimals."""
+    lines = []
+    for box, score in rows:
+        values = [*box, score] if with_score else list(box)
+        lines.append(",".join(_fmt(v) for v in values))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def write_boxes(path: str | Path, rows: Iterable[tuple[tuple[float, float, float, float], float]], with_score: bool) -> Path:
+    """Write the boxes file atomically."""
+    return atomic_write_text(path, format_boxes(rows, with_score))
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write a JSON document atomically (NaN becomes null, so any JSON reader can load it)."""
+    return atomic_write_text(path, json.dumps(_nan_to_none(data), indent=2, sort_keys=True) + "\n")
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+class VideoSink:
+    """Annotated video, opened on the first frame (its size fixes the video's), renamed into place on close.
+
+    Frames go to a temporary file beside ``path`` (same suffix); :meth:`close` renames it, so the video holds
+    every frame written so far even after an early end or Ctrl-C. The codec follows the suffix: ``mp4v`` for
+    .mp4/.m4v/.mov, ``MJPG`` for .avi/.mkv.
+    """
+
+    def __init__(self, path: str | Path, fps: float | None) -> None:
+        self.path = Path(path)
+        self.fps = fps or 30.0
+        self._tmp: Path | None = None
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] = (0, 0)
+        self.frames = 0
+
+    def write(self, frame: NDArray[np.uint8]) -> None:
+        if self._writer is None:
+            self._open(frame.shape[1], frame.shape[0])
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            frame = cv2.resize(frame, self._size)
+        self._writer.write(frame)  # type: ignore[union-attr]
+        self.frames += 1
+
+    def _open(self, width: int, height: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = temp_path_for(self.path)
+        fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
+        writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (width, height))
+        if not writer.isOpened():
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"cannot write video {self.path}: no encoder for '{self.path.suffix}'; use .mp4 or .avi")
+        self._writer, self._size = writer, (width, height)
+
+    def close(self) -> None:
+        """Finish the file and move it into place (nothing is written when no frame came)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self._tmp is not None:
+            if self.frames:
+                os.replace(self._tmp, self.path)
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+def has_display() -> bool:
+    """Whether a window can be opened: a GUI-enabled OpenCV and, on Linux, $DISPLAY or $WAYLAND_DISPLAY."""
+    if not gui_available():
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def gui_available() -> bool:
+    """False for the headless OpenCV wheels (built without a GUI backend)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() != "NONE"
+    return True
+
+
+def require_display(purpose: str) -> None:
+    """Raise a one-line InputError naming what is missing when no window can be opened."""
+    if not gui_available():
+        raise InputError(f"{purpose} needs a window, but this OpenCV has no GUI (headless); pip install opencv-python")
+    if not has_display():
+        raise InputError(f"{purpose} needs a display, but none was found ($DISPLAY is not set)")
+
+
+class WindowSink:
+    """Shows frames in a window; :meth:`show` returns False when the user pressed q or Esc."""
+
+    def __init__(self) -> None:
+        require_display("--show")
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+
+    def show(self, frame: NDArray[np.uint8]) -> bool:
+        cv2.imshow(WINDOW, frame)
+        return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+
+    def close(self) -> None:
+        cv2.destroyWindow(WINDOW)
+
+
+def select_box(frame: NDArray[np.uint8]) -> tuple[float, float, float, float]:
+    """Let the user draw the initial box on the first frame (Enter/Space confirms, c cancels)."""
+    require_display("drawing the initial box (no --box given)")
+    x, y, w, h = cv2.selectROI(WINDOW, frame, showCrosshair=True, fromCenter=False)
+    cv2.destroyWindow(WINDOW)
+    if w <= 0 or h <= 0:
+        raise InputError("no box was drawn; draw one and press Enter, or give --box x,y,w,h")
+    return float(x), float(y), float(w), float(h)
