@@ -1,0 +1,78 @@
+"""GOT-10k test and validation splits.
+
+Layout (root = the GOT-10k folder holding ``test/`` and ``val/``, or the split folder itself):
+``<split>/list.txt`` names the sequences, ``<split>/<seq>/groundtruth.txt`` (comma; the test split has only
+the first frame's box), frames ``<split>/<seq>/*.jpg`` sorted by integer stem. The validation split also
+has ``cover.label`` (visible-ratio class per frame, 0 = absent) and ``meta_info.ini`` (``resolution: (w, h)``),
+which the GOT-10k toolkit uses for AO/SR.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from grm.benchmarks.datasets.base import Dataset, Sequence, sorted_by_stem
+from grm.benchmarks.textio import read_flags
+from grm.runtime.errors import DatasetError
+
+
+class GOT10kTest(Dataset):
+    name = "got10k_test"
+    tag = "got10k"
+    split = "test"
+    has_ground_truth = False
+    layout = "test/list.txt, test/<seq>/groundtruth.txt (first frame), test/<seq>/*.jpg"
+
+    def _check_layout(self) -> None:
+        self._split_root()
+
+    def _split_root(self) -> Path:
+        for folder in (self.root / self.split, self.root):
+            if (folder / "list.txt").is_file():
+                return folder
+        raise DatasetError(f"{self.name}: no {self.split}/list.txt under {self.root}; expected {self.layout}")
+
+    def _all_names(self) -> list[str]:
+        text = (self._split_root() / "list.txt").read_text()
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def _annotation_path(self, name: str) -> Path:
+        return self._split_root() / name / "groundtruth.txt"
+
+    def load(self, name: str) -> Sequence:
+        folder = self._split_root() / name
+        gt = self._read_gt(self._annotation_path(name), name)
+        return Sequence(name, sorted_by_stem(folder), self.tag, gt)
+
+
+class GOT10kVal(GOT10kTest):
+    name = "got10k_val"
+    split = "val"
+    has_ground_truth = True
+    layout = "val/list.txt, val/<seq>/groundtruth.txt, cover.label, meta_info.ini, val/<seq>/*.jpg"
+
+    def load(self, name: str) -> Sequence:
+        seq = super().load(name)
+        folder = self._split_root() / name
+        cover_path = folder / "cover.label"
+        cover = read_flags(cover_path) if cover_path.is_file() else None
+        if cover is not None and len(cover) != len(seq.gt):
+            raise DatasetError(f"{self.name}: {cover_path} has {len(cover)} labels for {len(seq.gt)} boxes")
+        resolution = _resolution(folder / "meta_info.ini")
+        return Sequence(seq.name, seq.frames, seq.tag, seq.gt, cover=cover, resolution=resolution)
+
+
+def _resolution(meta_path: Path) -> tuple[int, int] | None:
+    """``resolution: (width, height)`` from a GOT-10k ``meta_info.ini``, or None when absent."""
+    if not meta_path.is_file():
+        return None
+    for line in meta_path.read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "resolution":
+            try:
+                width, height = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError, TypeError) as e:
+                raise DatasetError(f"{meta_path}: cannot read resolution {value.strip()!r}") from e
+            return int(width), int(height)
+    return None
