@@ -1,5 +1,6 @@
 """grm.runtime: the lean GRM tracker (numpy + OpenCV + ONNX Runtime / TensorRT). Never imports torch."""
 
+from grm.runtime.backends import open_model
 from grm.runtime.errors import (
     ArtifactMismatchError,
     BackendUnavailableError,
@@ -29,4 +30,5 @@ __all__ = [
     "Tracker",
     "TrackerParams",
     "__version__",
+    "open_model",
 ]

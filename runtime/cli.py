@@ -20,6 +20,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from grm.runtime.backends import BACKENDS, open_model
+from grm.runtime.demo import DemoSource, demo_init_box, demo_model, is_demo
 from grm.runtime.errors import GrmError, InputError
 from grm.runtime.outputs import require_display
 from grm.runtime.session import FrameRecord, RunOptions, TrackingSession, parse_box, resolve_threshold
@@ -43,15 +44,17 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command(
-    help="Track the target given by --box through SOURCE (video file, frame folder, camera index or stream URL)."
+    help="Track the target given by --box through SOURCE: a video file, a frame folder, a camera index, a stream URL, "
+    "or 'demo' (a generated clip; with the bundled demo model when this build ships one)."
 )
 def run(
     source: Annotated[
         str, typer.Argument(help="Video file, folder of frames (natural name order), camera index or URL.")
     ],
     model: Annotated[
-        Path, typer.Option("--model", "-m", envvar="GRM_MODEL", help=".onnx, .plan/.engine or checkpoint.")
-    ],
+        Path | None,
+        typer.Option("--model", "-m", envvar="GRM_MODEL", help=".onnx, .plan/.engine or checkpoint (required)."),
+    ] = None,
     box: Annotated[str | None, typer.Option(help="Initial box x,y,w,h in first-frame pixels; omit to draw it.")] = None,
     backend: Annotated[str, typer.Option(help=f"One of: {', '.join(BACKENDS)}.")] = "auto",
     config: Annotated[str | None, typer.Option(help="Config name; needed for raw checkpoints, else checked.")] = None,
@@ -83,7 +86,7 @@ def run(
     )
     with _log_to_stderr():
         try:
-            options = replace(options, box_xywh=parse_box(box) if box is not None else None)
+            options = replace(options, box_xywh=_initial_box(source, box))
             _check_options(options)
             summary, interrupted = _track(source, model, backend, config, threads, threshold, dataset, options)
         except GrmError as e:
@@ -111,6 +114,12 @@ def _log_to_stderr() -> Iterator[None]:
         logger.setLevel(previous)
 
 
+def _initial_box(source: str, box: str | None) -> tuple[float, float, float, float] | None:
+    if box is not None:
+        return parse_box(box)
+    return demo_init_box() if is_demo(source) else None
+
+
 def _check_options(options: RunOptions) -> None:
     if options.lost_threshold is not None and not (0.0 <= options.lost_threshold <= 1.0):
         raise InputError(f"--lost-threshold {options.lost_threshold} must lie in [0, 1]")
@@ -122,7 +131,7 @@ def _check_options(options: RunOptions) -> None:
 
 def _track(
     source: str,
-    model: Path,
+    model: Path | None,
     backend: str,
     config: str | None,
     threads: int | None,
@@ -130,9 +139,11 @@ def _track(
     dataset: str | None,
     options: RunOptions,
 ) -> tuple[dict[str, Any], bool]:
-    frames = open_source(source)
+    if model is None and not is_demo(source):
+        raise InputError("--model is required: a grm .onnx export, a TensorRT .plan or a checkpoint")
+    frames = DemoSource() if is_demo(source) else open_source(source)
     try:
-        net = open_model(model, backend=backend, config=config, threads=threads)
+        net = open_model(model or demo_model(), backend=backend, config=config, threads=threads)
         try:
             chosen = resolve_threshold(net.metadata.tracker, threshold, dataset)
             options = replace(options, threshold=chosen)

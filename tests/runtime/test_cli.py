@@ -276,3 +276,25 @@ def test_time_to_first_tracked_frame_is_measured(tmp_path: Path, clip_video: Pat
     measured = json.loads((tmp_path / "s.json").read_text())["time_to_first_frame_s"]
     assert 0 < measured < wall + 0.05  # /proc start times have 10 ms resolution
     assert "process start to first tracked frame" in res.stdout
+
+
+def test_demo_source(tmp_path: Path, fake_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from grm.runtime import demo
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GRM_MODEL", raising=False)
+    monkeypatch.setattr(demo, "DEMO_MODEL", tmp_path / "assets" / "demo.onnx")
+    res = invoke("demo")
+    assert res.exit_code == 2 and "ships no demo model" in res.stderr and "grm-run demo --model" in res.stderr
+    res = invoke("demo", "--model", fake_onnx, "--boxes-out", "b.txt", "--max-frames", "4")
+    assert res.exit_code == 0, res.stderr
+    np.testing.assert_array_equal(read_boxes(tmp_path / "b.txt")[0], demo.demo_init_box())
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "demo.onnx").write_bytes(fake_onnx.read_bytes())
+    assert invoke("demo", "--max-frames", "2").exit_code == 0
+
+
+def test_model_is_required_outside_the_demo(clip_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRM_MODEL", raising=False)
+    res = invoke(clip_video, "--box", INIT)
+    assert res.exit_code == 2 and "--model is required" in res.stderr

@@ -129,3 +129,18 @@ def test_camera_that_does_not_open(monkeypatch: pytest.MonkeyPatch) -> None:
         open_source("7")
     with pytest.raises(InputError, match="cannot open stream http://x/y: check the URL"):
         open_source("http://x/y")
+
+
+def test_demo_clip_is_deterministic_and_boxes_hold_the_object() -> None:
+    from grm.runtime.demo import DemoSource, demo_clip, demo_init_box
+
+    frames, boxes = demo_clip(frames=30)
+    again, _ = demo_clip(frames=30)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True))
+    assert demo_init_box() == boxes[0]
+    for frame, (x, y, w, h) in zip(frames, boxes, strict=True):
+        x, y, w, h = int(x), int(y), int(w), int(h)
+        assert 0 <= x and x + w <= frame.shape[1] and 0 <= y and y + h <= frame.shape[0]
+        np.testing.assert_array_equal(frame[y, x + w // 2], [0, 0, 255])  # the object's red rim
+    src = DemoSource(frames=5)
+    assert src.info.kind == "demo" and [i for i, _ in src] == [0, 1, 2, 3, 4]
