@@ -74,7 +74,9 @@ def provider_options(name: str) -> dict[str, Any]:
     if name == CUDA:
         return {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE"}
     if name == TENSORRT:
-        return {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache_dir())}
+        cache = trt_cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        return {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
     return {}
 
 

@@ -6,6 +6,7 @@ they skip on machines without tensorrt and an NVIDIA GPU.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import json
@@ -298,3 +299,63 @@ def test_real_cuda_python_buffers_round_trip() -> None:
     name, (major, _) = cuda.device_info()
     assert name and major >= 5
     cuda.close()
+
+
+class FakePycudaDriver:
+    """``pycuda.driver`` subset on ctypes memory, to run the backend through the pycuda binding."""
+
+    class Error(Exception):
+        pass
+
+    class _Allocation:
+        def __init__(self, nbytes: int) -> None:
+            self.buf = ctypes.create_string_buffer(nbytes)
+            self.freed = False
+
+        def __int__(self) -> int:
+            return ctypes.addressof(self.buf)
+
+        def free(self) -> None:
+            self.freed = True
+
+    class Stream:
+        handle = 1234
+
+        def synchronize(self) -> None:
+            pass
+
+    class Context:
+        @staticmethod
+        def get_device():
+            return type("Dev", (), {"name": lambda self: GPU, "compute_capability": lambda self: (8, 6)})()
+
+    def __init__(self) -> None:
+        self.allocations = []
+
+    def pagelocked_empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def mem_alloc(self, nbytes: int):
+        self.allocations.append(self._Allocation(nbytes))
+        return self.allocations[-1]
+
+    def memcpy_htod_async(self, dest, src, stream) -> None:
+        ctypes.memmove(int(dest), src.ctypes.data, src.nbytes)
+
+    def memcpy_dtoh_async(self, dest, src, stream) -> None:
+        ctypes.memmove(dest.ctypes.data, int(src), dest.nbytes)
+
+
+def test_pycuda_binding_runs_the_same_engine(plan: Path) -> None:
+    from grm.runtime.backends.cuda_memory import PycudaApi
+
+    driver = FakePycudaDriver()
+    cuda = PycudaApi(driver)
+    engine = Engine(tiny_tensors(), brightness_outputs)
+    backend = open_plan(plan, trt=make_trt(engine), cuda=cuda)
+    assert backend.name == "tensorrt[pycuda]" and cuda.stream_handle == 1234
+    out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
+                       "search": np.full((1, 3, 128, 128), 0.5, np.float32), "threshold": np.zeros(1, np.float32)})
+    np.testing.assert_allclose(out["score_map"], 1 / (1 + np.exp(-2.0)), rtol=1e-6)
+    backend.close()
+    assert all(a.freed for a in driver.allocations) and len(driver.allocations) == 6
