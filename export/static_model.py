@@ -12,7 +12,7 @@ standard softmax, so the graph has fixed shapes, no argsort/TopK/NonZero and no 
 * the query is scaled before ``q @ k^T`` (the pattern TensorRT's fused attention expects).
 
 With ``half=True`` the backbone and head run in FP16 while LayerNorm, the attention softmax, the division
-predictor and the final sigmoid stay FP32 (explicit casts); inputs and outputs stay FP32.
+predictor and the final sigmoid stay FP32 (explicit casts); inputs and outputs stay FP32 (see :mod:`grm.export.fp16`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import copy
 from typing import NamedTuple
 
 import torch
+from grm.export.fp16 import half_keeping_islands
 from grm.runtime.errors import ConfigError
 from grm.train.model import GRM
 from grm.train.model.division import target_representation
@@ -67,7 +68,8 @@ class StaticGrm(nn.Module):
         flags = torch.cat([torch.ones(self.num_template), torch.zeros(self.num_search)])
         self.register_buffer("template_flags", flags.unsqueeze(0), persistent=False)
         if half:
-            _to_half_keeping_islands(self)
+            predictors = [blk.attn.divide_predict for blk in self.backbone.blocks if blk.attn.divide]
+            half_keeping_islands([self.backbone, self.box_head], keep_fp32=predictors)
         self.eval()
 
     def forward(self, template: Tensor, search: Tensor, threshold: Tensor) -> StaticOutput:
@@ -105,7 +107,8 @@ class StaticGrm(nn.Module):
         log_probs = predictor(torch.cat([u_x, target], dim=-1))
         by_argmax = log_probs[..., 1] > log_probs[..., 0]
         by_threshold = log_probs.softmax(dim=-1)[..., 0] < threshold
-        return torch.where(threshold > 0, by_threshold, by_argmax)
+        use_threshold = threshold > 0  # [1], broadcast; boolean algebra instead of a Where on bool tensors
+        return (use_threshold & by_threshold) | (~use_threshold & by_argmax)
 
     def _attention(self, attn: nn.Module, u: Tensor, cross: Tensor | None) -> Tensor:
         b, n, c = u.shape
@@ -156,14 +159,3 @@ def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
 
 def _sigmoid_clamped(x: Tensor) -> Tensor:
     return torch.clamp(x.sigmoid(), min=1e-4, max=1 - 1e-4)
-
-
-def _to_half_keeping_islands(module: StaticGrm) -> None:
-    """Cast weights to FP16 except LayerNorms and division predictors, which stay FP32."""
-    keep = [m for m in module.modules() if isinstance(m, nn.LayerNorm)]
-    keep += [blk.attn.divide_predict for blk in module.backbone.blocks if blk.attn.divide]
-    module.backbone.half()
-    module.box_head.half()
-    for m in keep:
-        m.float()
-    module.template_flags = module.template_flags.float()

@@ -1,0 +1,258 @@
+"""Parity of an exported ONNX model with the PyTorch model, on real crops, at several division thresholds.
+
+Per threshold: max abs error of every map output, per-block agreement of the division decisions, and
+agreement of the boxes the tracker would decode (Hann-weighted score map, :mod:`grm.runtime.decode`).
+The reference is always the FP32 PyTorch model, so the FP16 figures are "FP16 vs FP32". Tolerances live in
+:data:`TOLERANCES`, one row per precision; a report beyond them raises :class:`ParityError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from grm.export.files import atomic_write_text
+from grm.export.parity_data import CropPair
+from grm.runtime import contract
+from grm.runtime.decode import decode_box, hann2d
+from grm.runtime.errors import ParityError
+from grm.runtime.geometry import cxcywh_to_xywh, iou_xywh
+from grm.train.model import GRM
+from numpy.typing import NDArray
+
+DEFAULT_THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax rule) and every distinct official preset (spec B.7)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Limits for one precision: max abs error per output, minimum decision agreement and mean box IoU."""
+
+    max_abs: Mapping[str, float]
+    min_decision_agreement: float
+    min_mean_iou: float
+
+
+TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
+    {
+        "fp32": Tolerance(
+            max_abs=MappingProxyType({contract.SCORE_MAP: 1e-4, contract.SIZE_MAP: 1e-4, contract.OFFSET_MAP: 1e-4}),
+            min_decision_agreement=1.0,
+            min_mean_iou=0.999,
+        ),
+        "fp16": Tolerance(
+            max_abs=MappingProxyType({contract.SCORE_MAP: 0.05, contract.SIZE_MAP: 0.05, contract.OFFSET_MAP: 0.25}),
+            min_decision_agreement=0.99,
+            min_mean_iou=0.99,
+        ),
+    }
+)
+
+
+@dataclass
+class ThresholdStats:
+    """Agreement at one threshold over all crop pairs."""
+
+    threshold: float
+    max_abs: dict[str, float] = field(default_factory=dict)
+    decision_agreement: float = 1.0
+    decision_agreement_per_block: list[float] = field(default_factory=list)
+    mean_iou: float = 1.0
+    min_iou: float = 1.0
+    max_box_error: float = 0.0
+
+
+@dataclass
+class ParityReport:
+    """Everything measured, the limits applied and the verdict; written as JSON beside the model."""
+
+    model: str
+    precision: str
+    reference: str
+    data_source: str
+    pairs: list[str]
+    thresholds: list[ThresholdStats]
+    tolerance: dict[str, object]
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "passed": self.passed}, indent=2, sort_keys=True)
+
+    def summary_lines(self) -> list[str]:
+        """A short terminal summary: one line per threshold and the verdict."""
+        lines = [
+            f"parity {self.precision} ONNX (ONNX Runtime CPU) vs {self.reference} on {len(self.pairs)} crop pairs "
+            f"from {self.data_source}"
+        ]
+        for s in self.thresholds:
+            errs = " ".join(f"{k.removesuffix('_map')} {v:.1e}" for k, v in s.max_abs.items())
+            lines.append(
+                f"  threshold {s.threshold:<4g} max|err| {errs} | decisions {100 * s.decision_agreement:.2f}% "
+                f"| box IoU mean {s.mean_iou:.4f} min {s.min_iou:.4f}"
+            )
+        verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
+        lines.append(f"  {verdict}")
+        return lines
+
+
+def open_session(path: str | Path | bytes, threads: int = 0) -> ort.InferenceSession:
+    """A CPU ONNX Runtime session (``threads`` 0 lets ONNX Runtime choose)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def compare(
+    session: ort.InferenceSession,
+    model: GRM,
+    pairs: Sequence[CropPair],
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    decisions_session: ort.InferenceSession | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ThresholdStats]:
+    """Run both models on every pair and threshold; ``decisions_session`` supplies decisions if ``session`` lacks them.
+
+    ``progress`` is called with (runs done, total runs).
+    """
+    model.eval()
+    total, done = len(thresholds) * len(pairs), 0
+    has_decisions = contract.DECISIONS in [o.name for o in session.get_outputs()]
+    stats = []
+    for threshold in thresholds:
+        acc = _Accumulator(threshold)
+        for pair in pairs:
+            feeds = {
+                contract.TEMPLATE: pair.template,
+                contract.SEARCH: pair.search,
+                contract.THRESHOLD: np.array([threshold], dtype=np.float32),
+            }
+            got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
+            if not has_decisions and decisions_session is not None:
+                got[contract.DECISIONS] = decisions_session.run([contract.DECISIONS], feeds)[0]
+            acc.add(_reference(model, pair, threshold), got)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        stats.append(acc.result())
+    return stats
+
+
+def _reference(model: GRM, pair: CropPair, threshold: float) -> dict[str, NDArray[np.generic]]:
+    with torch.no_grad():
+        out = model(torch.from_numpy(pair.template), torch.from_numpy(pair.search), threshold, return_decisions=True)
+    return {
+        contract.SCORE_MAP: out.score_map.numpy(),
+        contract.SIZE_MAP: out.size_map.numpy(),
+        contract.OFFSET_MAP: out.offset_map.numpy(),
+        contract.DECISIONS: out.decisions.numpy(),
+    }
+
+
+def tracker_box(outputs: Mapping[str, NDArray[np.generic]]) -> NDArray[np.float32]:
+    """The box the tracker decodes (Hann-weighted score), normalised cx, cy, w, h in the search crop."""
+    score = outputs[contract.SCORE_MAP][0, 0].astype(np.float32)
+    size = outputs[contract.SIZE_MAP][0].astype(np.float32)
+    offset = outputs[contract.OFFSET_MAP][0].astype(np.float32)
+    box, _ = decode_box(hann2d(score.shape[-1]) * score, size, offset)
+    return box
+
+
+class _Accumulator:
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.max_abs = dict.fromkeys(contract.OUTPUT_NAMES, 0.0)
+        self.equal: list[NDArray[np.int64]] = []
+        self.ious: list[float] = []
+        self.box_errors: list[float] = []
+
+    def add(self, ref: Mapping[str, NDArray[np.generic]], got: Mapping[str, NDArray[np.generic]]) -> None:
+        for name in contract.OUTPUT_NAMES:
+            err = float(np.max(np.abs(got[name].astype(np.float64) - ref[name].astype(np.float64))))
+            self.max_abs[name] = max(self.max_abs[name], err if np.isfinite(err) else float("inf"))
+        if contract.DECISIONS in got:
+            same = got[contract.DECISIONS].astype(np.int64) == ref[contract.DECISIONS].astype(np.int64)
+            self.equal.append(same.reshape(same.shape[1], -1).sum(axis=1))
+            self.tokens = same.shape[-1]
+        box_ref, box_got = tracker_box(ref), tracker_box(got)
+        self.ious.append(float(iou_xywh(cxcywh_to_xywh(box_ref), cxcywh_to_xywh(box_got))))
+        self.box_errors.append(float(np.max(np.abs(box_ref - box_got))))
+
+    def result(self) -> ThresholdStats:
+        stats = ThresholdStats(self.threshold, max_abs=dict(self.max_abs))
+        if self.equal:
+            per_block = np.sum(self.equal, axis=0) / (len(self.equal) * self.tokens)
+            stats.decision_agreement_per_block = [float(v) for v in per_block]
+            stats.decision_agreement = float(per_block.mean())
+        stats.mean_iou, stats.min_iou = float(np.mean(self.ious)), float(np.min(self.ious))
+        stats.max_box_error = float(np.max(self.box_errors))
+        return stats
+
+
+def failures(stats: Sequence[ThresholdStats], tolerance: Tolerance) -> list[str]:
+    """One message per violated limit, naming the output, the threshold, the value and the limit."""
+    found = []
+    for s in stats:
+        where = f"at threshold {s.threshold:g}"
+        for name, limit in tolerance.max_abs.items():
+            if not s.max_abs[name] <= limit:
+                found.append(f"{name} max abs error {s.max_abs[name]:.3g} > {limit:g} {where}")
+        if s.decision_agreement < tolerance.min_decision_agreement:
+            found.append(
+                f"decisions agree {100 * s.decision_agreement:.3f}% < {100 * tolerance.min_decision_agreement:g}% {where}"
+            )
+        if s.mean_iou < tolerance.min_mean_iou:
+            found.append(f"decoded box mean IoU {s.mean_iou:.4f} < {tolerance.min_mean_iou:g} {where}")
+    return found
+
+
+def build_report(
+    model_path: Path, precision: str, stats: list[ThresholdStats], pairs: Sequence[CropPair], data_source: str
+) -> ParityReport:
+    tolerance = TOLERANCES[precision]
+    return ParityReport(
+        model=str(model_path),
+        precision=precision,
+        reference="PyTorch fp32",
+        data_source=data_source,
+        pairs=[p.name for p in pairs],
+        thresholds=stats,
+        tolerance={
+            "max_abs": dict(tolerance.max_abs),
+            "min_decision_agreement": tolerance.min_decision_agreement,
+            "min_mean_iou": tolerance.min_mean_iou,
+        },
+        failures=failures(stats, tolerance),
+    )
+
+
+def report_path(model_path: str | Path) -> Path:
+    """``grm_x.onnx`` -> ``grm_x.parity.json`` beside it."""
+    path = Path(model_path)
+    return path.with_name(path.stem + ".parity.json")
+
+
+def write_and_check(report: ParityReport) -> Path:
+    """Write the JSON report beside the model, then raise if it failed.
+
+    Raises:
+        ParityError: names the first violated output and its error; the report lists all of them.
+    """
+    path = report_path(report.model)
+    atomic_write_text(path, report.to_json() + "\n")
+    if report.failures:
+        more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
+        raise ParityError(
+            f"{report.precision} export {report.model} disagrees with PyTorch: {report.failures[0]}{more}; "
+            f"details in {path}"
+        )
+    return path

@@ -1,0 +1,198 @@
+"""PyTorch GRM -> static-shape ONNX file with the ``grm`` metadata record, checked and linted.
+
+The exporter is pinned: ``torch.onnx.export(..., dynamo=True, opset_version=...)``. The legacy TorchScript
+exporter also runs, but leaves ``Shape``/``Expand`` arithmetic that the lint rejects; the dynamo exporter
+folds every shape to a constant. The model is one file (no ``.onnx.data``) unless its weights approach
+protobuf's 2 GiB limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from grm.export import onnx_lint
+from grm.export.fp16 import FP16_POLICY, check_fp32_islands
+from grm.export.metadata import build_metadata, write_metadata
+from grm.export.static_model import StaticGrm
+from grm.runtime import contract
+from grm.runtime.errors import ArtifactMismatchError, ConfigError
+from grm.runtime.params import ModelMetadata
+from grm.train.model import GRM
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18
+MIN_OPSET = onnx_lint.MIN_OPSET
+MAX_OPSET = 21
+EXPORTER = "torch.onnx.export(dynamo=True)"
+SINGLE_FILE_LIMIT_BYTES = 1_800_000_000
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """A written model: its path, metadata, node count per op type, and (when the file has no ``decisions``
+    output) the serialized graph that still has it, so parity can compare decisions of the very same export."""
+
+    path: Path
+    metadata: ModelMetadata
+    op_counts: dict[str, int]
+    with_decisions_graph: bytes | None = None
+
+
+def check_opset(opset: int) -> int:
+    """Validate a requested opset (17..21: LayerNormalization needs 17; newer ones are untested with TensorRT)."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
+    return opset
+
+
+def dummy_inputs(model: GRM, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Contract-shaped example inputs (template, search, threshold) for tracing; values do not matter."""
+    shapes = contract.input_shapes(model.config.tracker)
+    gen = torch.Generator().manual_seed(0)
+    template = torch.randn(shapes[contract.TEMPLATE], generator=gen, dtype=dtype)
+    search = torch.randn(shapes[contract.SEARCH], generator=gen, dtype=dtype)
+    return template, search, torch.zeros(shapes[contract.THRESHOLD], dtype=dtype)
+
+
+def export_onnx(
+    model: GRM,
+    output: str | Path,
+    *,
+    precision: str = "fp32",
+    opset: int = DEFAULT_OPSET,
+    with_decisions: bool = False,
+    checkpoint_sha256: str = "",
+) -> OnnxExport:
+    """Export ``model`` through :class:`StaticGrm`, write metadata, run ``onnx.checker`` and the lint.
+
+    Args:
+        model: trained GRM (any mode; it is put in eval mode).
+        output: target ``.onnx`` path, replaced atomically.
+        precision: "fp32", or "fp16" (FP16 compute with FP32 islands and FP32 inputs/outputs).
+        opset: default-domain ONNX opset.
+        with_decisions: add the ``decisions`` output (B, depth-1, Nx) int32.
+        checkpoint_sha256: digest of the source checkpoint, recorded in the metadata.
+
+    Raises:
+        ArtifactMismatchError: the exported graph fails the checker or the lint.
+    """
+    check_opset(opset)
+    static = StaticGrm(model, with_decisions=True, half=precision == "fp16")
+    meta = build_metadata(
+        model.config,
+        precision=precision,
+        opset=opset,
+        checkpoint_sha256=checkpoint_sha256,
+        outputs_masks=with_decisions,
+        extra=_provenance(precision),
+    )
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".grm-export-", dir=target.parent) as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        _torch_export(static, dummy_inputs(model), raw, opset)
+        proto = onnx.load(str(raw))
+    _check_opset_kept(proto, opset)
+    if precision == "fp16":
+        check_fp32_islands(proto)
+    write_metadata(proto, meta)
+    full = None
+    if not with_decisions:
+        full = proto.SerializeToString()
+        strip_output(proto, contract.DECISIONS)
+    _save_atomic(proto, target)
+    verify_file(target, precision)
+    return OnnxExport(target, meta, onnx_lint.op_census(target), full)
+
+
+def _provenance(precision: str) -> dict[str, str]:
+    extra = {"exporter": EXPORTER, "torch": torch.__version__, "onnx": onnx.__version__, "io_dtype": "float32"}
+    if precision == "fp16":
+        extra["fp16_policy"] = FP16_POLICY
+    return extra
+
+
+def _torch_export(static: StaticGrm, inputs: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+    outputs = [*contract.OUTPUT_NAMES, contract.DECISIONS]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # exporter chatter about internals; the checker and lint judge the result
+        torch.onnx.export(
+            static,
+            inputs,
+            str(path),
+            input_names=list(contract.INPUT_NAMES),
+            output_names=outputs,
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            optimize=True,
+            verbose=False,
+        )
+
+
+def strip_output(proto: onnx.ModelProto, name: str) -> None:
+    """Remove graph output ``name`` and every node and initializer that only fed it (in place)."""
+    graph = proto.graph
+    kept_outputs = [o for o in graph.output if o.name != name]
+    del graph.output[:]
+    graph.output.extend(kept_outputs)
+    needed = {o.name for o in graph.output}
+    live = []
+    for node in reversed(graph.node):
+        if any(out in needed for out in node.output):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    inits = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    infos = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+
+
+def _check_opset_kept(proto: onnx.ModelProto, opset: int) -> None:
+    found = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if found != [opset]:
+        raise ArtifactMismatchError(
+            f"asked the exporter for opset {opset} but got {found}; try --opset {DEFAULT_OPSET}"
+        )
+
+
+def _save_atomic(proto: onnx.ModelProto, target: Path) -> None:
+    """Single file when it fits; otherwise weights go to ``<name>.data`` beside it (written before the graph)."""
+    external = proto.ByteSize() > SINGLE_FILE_LIMIT_BYTES
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        if external:
+            location = target.name + ".data"  # relative to the model's folder, which is the temporary file's
+            onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=location)
+        else:
+            onnx.save_model(proto, tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def verify_file(path: str | Path, precision: str | None = None) -> None:
+    """``onnx.checker`` (full check, by path so external weights resolve) plus the static-shape lint.
+
+    Raises:
+        ArtifactMismatchError: the checker or the lint rejects the file.
+    """
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArtifactMismatchError(f"{path} fails onnx.checker: {first}") from e
+    onnx_lint.check(path, precision)

@@ -1,0 +1,102 @@
+"""ONNX export of the tiny fixture model: contract, static shapes, metadata, lint, and parity with PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from grm.export import parity
+from grm.export.metadata import read_metadata
+from grm.export.onnx_lint import DENIED_OPS, lint
+from grm.export.parity_data import crop_pairs
+from grm.export.to_onnx import check_opset, strip_output
+from grm.runtime import contract
+from grm.runtime.errors import ConfigError
+from grm.runtime.version import __version__
+from onnx import TensorProto
+
+
+def _io(model: onnx.ModelProto) -> dict[str, tuple[int, tuple[int, ...]]]:
+    values = list(model.graph.input) + list(model.graph.output)
+    return {
+        v.name: (v.type.tensor_type.elem_type, tuple(d.dim_value for d in v.type.tensor_type.shape.dim)) for v in values
+    }
+
+
+def test_graph_follows_the_contract(tiny_fp32_export) -> None:
+    model = onnx.load(str(tiny_fp32_export.path))
+    params = tiny_fp32_export.metadata.tracker
+    shapes = {**contract.input_shapes(params), **contract.output_shapes(params, depth=4)}
+    io = _io(model)
+    assert [i.name for i in model.graph.input] == list(contract.INPUT_NAMES)
+    assert [o.name for o in model.graph.output] == [*contract.OUTPUT_NAMES, contract.DECISIONS]
+    for name, shape in shapes.items():
+        expected_type = TensorProto.INT32 if name == contract.DECISIONS else TensorProto.FLOAT
+        assert io[name] == (expected_type, shape), name
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [18]
+
+
+def test_single_file_static_and_lint_clean(tiny_fp32_export) -> None:
+    path = tiny_fp32_export.path
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no .onnx.data, no temporary leftovers
+    assert lint(path) == []
+    ops = set(tiny_fp32_export.op_counts)
+    assert not ops & (set(DENIED_OPS) | {"TopK", "ArgMax", "NonZero", "OneHot", "ScatterND"})
+    assert {"Softmax", "LayerNormalization", "Less", "Greater"} <= ops
+
+
+def test_metadata_round_trips(tiny_fp32_export) -> None:
+    meta = read_metadata(tiny_fp32_export.path)
+    assert meta == tiny_fp32_export.metadata
+    assert meta.config == "tiny" and meta.precision == "fp32" and meta.opset == 18 and meta.depth == 4
+    assert meta.outputs_masks and meta.checkpoint_sha256 == "ab" * 32 and meta.package_version == __version__
+    assert meta.tracker.thresholds["UAV"] == 0.55 and meta.tracker.search_size == 128
+    assert meta.extra["exporter"] == "torch.onnx.export(dynamo=True)"
+
+
+def test_onnxruntime_matches_pytorch_on_real_crops(tiny_fp32_export, tiny_model, real_sequences: Path) -> None:
+    pairs, source = crop_pairs(tiny_fp32_export.metadata.tracker, real_sequences, per_sequence=1)
+    assert source.startswith("real frames") and len(pairs) == 4
+    session = parity.open_session(tiny_fp32_export.path, threads=1)
+    stats = parity.compare(session, tiny_model, pairs)
+    assert [s.threshold for s in stats] == [0.0, 0.4, 0.55, 0.6]
+    for s in stats:
+        assert max(s.max_abs.values()) <= 1e-5
+        assert s.decision_agreement == 1.0 and s.decision_agreement_per_block == [1.0, 1.0, 1.0]
+        assert s.min_iou > 0.9999
+    assert parity.failures(stats, parity.TOLERANCES["fp32"]) == []
+
+
+def test_official_fixture_through_onnxruntime(tiny_fp32_export, tiny_outputs) -> None:
+    """The exported file reproduces the official implementation's outputs and decisions (fixture)."""
+    session = parity.open_session(tiny_fp32_export.path, threads=1)
+    for index, threshold in enumerate((0.0, 0.4, 0.55, 0.6)):
+        for b in range(2):
+            feeds = {
+                contract.TEMPLATE: tiny_outputs["template"][b : b + 1],
+                contract.SEARCH: tiny_outputs["search"][b : b + 1],
+                contract.THRESHOLD: np.array([threshold], dtype=np.float32),
+            }
+            score, size, offset, decisions = session.run(None, feeds)
+            np.testing.assert_array_equal(decisions[0], tiny_outputs["decisions"][index, b, 1:])
+            for got, key in ((score, "score_map"), (size, "size_map"), (offset, "offset_map")):
+                np.testing.assert_allclose(got[0], tiny_outputs[key][index, b], atol=1e-5, rtol=0)
+
+
+def test_strip_output_removes_only_the_decisions_branch(tiny_fp32_export) -> None:
+    full = onnx.load(str(tiny_fp32_export.path))
+    stripped = onnx.load(str(tiny_fp32_export.path))
+    strip_output(stripped, contract.DECISIONS)
+    assert [o.name for o in stripped.graph.output] == list(contract.OUTPUT_NAMES)
+    kept = {n.name for n in stripped.graph.node}
+    removed = sorted(n.op_type for n in full.graph.node if n.name not in kept)
+    assert removed == ["Cast", "Concat", "Unsqueeze", "Unsqueeze", "Unsqueeze"]  # stacking 3 blocks, int32 cast
+    onnx.checker.check_model(stripped, full_check=True)
+
+
+@pytest.mark.parametrize("opset", [16, 22])
+def test_unsupported_opset_is_refused(opset: int) -> None:
+    with pytest.raises(ConfigError, match=f"opset {opset} is not supported; choose 17..21"):
+        check_opset(opset)
