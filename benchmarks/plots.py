@@ -7,6 +7,7 @@ from typing import Any
 
 from grm.benchmarks.analysis import AnalysisReport
 from grm.benchmarks.metrics import CENTER_THRESHOLDS
+from grm.runtime.atomic import atomic_path
 from grm.runtime.errors import BackendUnavailableError
 
 
@@ -31,10 +32,9 @@ def _plot(plt: Any, path: Path, title: str, xlabel: str, ylabel: str, series: li
     ax.grid(True, linestyle=":")
     ax.legend(loc="lower left" if "Success" in title else "lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

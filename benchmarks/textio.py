@@ -3,21 +3,19 @@
 Ground truth and result files hold one ``x,y,w,h`` row per frame (xywh, pixels). Toolkits disagree on the
 separator (comma, tab, space, semicolon, even mixed within one OTB file) and on the number format (the
 official GRM runner truncated to integers), so the reader accepts all of them. Files are written
-atomically: a temporary file in the same folder, then ``os.replace``, so a killed run never leaves a
-half-written result behind.
+atomically (:mod:`grm.runtime.atomic`), so a killed run never leaves a half-written result behind.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from grm.runtime.atomic import atomic_write_text
 from grm.runtime.errors import InputError
 
 _SEPARATORS = re.compile(r"[,;\s]+")
@@ -75,17 +73,6 @@ def format_ints(boxes: NDArray[np.float64]) -> str:
     return "".join(",".join(str(int(v)) for v in box) + "\n" for box in np.asarray(boxes).astype(np.int64))
 
 
-def write_atomic(path: str | Path, text: str) -> None:
+def write_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return atomic_write_text(path, text)

@@ -28,9 +28,11 @@ class GOT10kTest(Dataset):
         self._split_root()
 
     def _split_root(self) -> Path:
-        for folder in (self.root / self.split, self.root):
-            if (folder / "list.txt").is_file():
-                return folder
+        if (self.root / self.split / "list.txt").is_file():
+            return self.root / self.split
+        other_split = self.root.name.lower() in ("train", "val", "test") and self.root.name.lower() != self.split
+        if (self.root / "list.txt").is_file() and not other_split:
+            return self.root
         raise DatasetError(f"{self.name}: no {self.split}/list.txt under {self.root}; expected {self.layout}")
 
     def _all_names(self) -> list[str]:
