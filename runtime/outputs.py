@@ -43,14 +43,23 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
-def write_boxes(path: str | Path, rows: Iterable[tuple[tuple[float, float, float, float], float]], with_score: bool) -> Path:
+def write_boxes(
+    path: str | Path, rows: Iterable[tuple[tuple[float, float, float, float], float]], with_score: bool
+) -> Path:
     """Write the boxes file atomically."""
-    return atomic_write_text(path, format_boxes(rows, with_score))
+    return _write(path, format_boxes(rows, with_score), "boxes file")
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     """Write a JSON document atomically (NaN becomes null, so any JSON reader can load it)."""
-    return atomic_write_text(path, json.dumps(_nan_to_none(data), indent=2, sort_keys=True) + "\n")
+    return _write(path, json.dumps(_nan_to_none(data), indent=2, sort_keys=True) + "\n", "JSON summary")
+
+
+def _write(path: str | Path, text: str, what: str) -> Path:
+    try:
+        return atomic_write_text(path, text)
+    except OSError as e:
+        raise InputError(f"cannot write the {what} {path}: {e.strerror or e}") from e
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -88,8 +97,11 @@ class VideoSink:
         self.frames += 1
 
     def _open(self, width: int, height: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = temp_path_for(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = temp_path_for(self.path)
+        except OSError as e:
+            raise InputError(f"cannot write the video {self.path}: {e.strerror or e}") from e
         fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
         writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (width, height))
         if not writer.isOpened():

@@ -221,7 +221,9 @@ class TrackingSession:
         self._decisions = res.decisions
         lost = self.options.lost_threshold is not None and res.score < self.options.lost_threshold
         times = replace(res.times, preprocess=res.times.preprocess + convert)
-        return FrameRecord(index=index, box_xywh=res.box_xywh, score=res.score, status="tracked", lost=lost, times=times)
+        return FrameRecord(
+            index=index, box_xywh=res.box_xywh, score=res.score, status="tracked", lost=lost, times=times
+        )
 
     def _emit(self, frame: NDArray[np.uint8] | None, record: FrameRecord) -> bool:
         """Draw and show/write the frame; False when the user closed the window."""

@@ -41,8 +41,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     """Multi-line summary for the terminal, from :meth:`RunResult.to_dict` output."""
     lines = [
         f"frames: {summary['frames']} ({summary['tracked']} tracked, {len(summary['skipped_frames'])} skipped)"
-        + (f", lost: {len(summary['lost_frames'])} below score {summary['lost_threshold']}" if summary.get(
-            "lost_threshold") is not None else ""),
+        + (
+            f", lost: {len(summary['lost_frames'])} below score {summary['lost_threshold']}"
+            if summary.get("lost_threshold") is not None
+            else ""
+        ),
         f"fps: {summary['fps']:.1f} ({summary['frames']} frames / {summary['wall_time_s']:.2f} s; {FPS_DEFINITION})",
     ]
     if summary.get("time_to_first_frame_s") is not None:

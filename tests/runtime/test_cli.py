@@ -298,3 +298,12 @@ def test_model_is_required_outside_the_demo(clip_video: Path, monkeypatch: pytes
     monkeypatch.delenv("GRM_MODEL", raising=False)
     res = invoke(clip_video, "--box", INIT)
     assert res.exit_code == 2 and "--model is required" in res.stderr
+
+
+def test_unwritable_output(tmp_path: Path, clip_video: Path, fake_onnx: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "taken")
+    assert res.exit_code == 2 and "cannot write the boxes file" in res.stderr
+    (tmp_path / "file").write_text("x")
+    res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--video-out", tmp_path / "file" / "v.avi")
+    assert res.exit_code == 2 and "cannot write the video" in res.stderr
