@@ -1,0 +1,177 @@
+"""grm-export: turn a GRM checkpoint into a verified static-shape ONNX model (FP32/FP16) or TensorRT engine.
+
+Exit status: 0 done, 2 user error (one line on stderr: missing weights, unknown config, parity failure ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from grm.export.download import download
+from grm.export.pipeline import ExportOptions, run_export
+from grm.export.tensorrt_build import DEFAULT_WORKSPACE_BYTES
+from grm.export.to_onnx import DEFAULT_OPSET
+from grm.export.weights import RELEASE_ZIP, fill_from_zip, grm_home, store_path
+from grm.runtime.errors import ConfigError, GrmError
+from grm.train.config import CONFIGS, get_config
+from tqdm import tqdm
+
+HELP = (
+    "Export a GRM tracker as a static-shape ONNX model (or TensorRT engine) and prove it matches PyTorch.\n\n"
+    "Weights: --checkpoint PATH, else the local store ($GRM_HOME, default ~/.cache/grm-tracker), which "
+    f"'grm-export fetch --from-zip {RELEASE_ZIP}' fills from the official release.\n\n"
+    "After every export, ONNX Runtime (CPU) runs the model against PyTorch on real crops at thresholds "
+    "0, 0.4, 0.55 and 0.6; the report goes beside the model as <name>.parity.json.\n\n"
+    "Examples: 'grm-export --config vitb_256 --fp16', "
+    "'grm-export --config tiny --checkpoint GRM_ep0001.pth.tar --output tiny.plan'"
+)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=HELP, no_args_is_help=True)
+_MIB = 1 << 20
+
+
+def _fail(error: GrmError) -> typer.Exit:
+    typer.echo(f"grm-export: error: {error}", err=True)
+    return typer.Exit(2)
+
+
+class _ByteBar:
+    """A tqdm byte bar (terminals only) created on the first callback, when the total is known."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: tqdm | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            self.bar = tqdm(
+                total=total, initial=done, unit="B", unit_scale=True, desc=self.label, leave=False, disable=None
+            )
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@app.callback(invoke_without_command=True)
+def export(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help=f"Model config: {', '.join(CONFIGS)}.", show_default=False)
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint .pth.tar (default: the weights store's file for --config).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Output .onnx (default grm_<config>[_fp16].onnx); .plan/.engine = --engine."
+        ),
+    ] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 model (LayerNorm, softmax, predictor stay FP32).")] = False,
+    engine: Annotated[
+        bool, typer.Option("--engine", help="Also build a TensorRT engine (.plan + .plan.json).")
+    ] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 17..21.")] = DEFAULT_OPSET,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Run the parity check against PyTorch.")] = True,
+    workspace: Annotated[
+        int, typer.Option(min=1, help="TensorRT builder workspace limit in MiB.")
+    ] = DEFAULT_WORKSPACE_BYTES // _MIB,
+    with_decisions: Annotated[
+        bool, typer.Option("--with-decisions", help="Add the per-block division masks as output 'decisions'.")
+    ] = False,
+    parity_data: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="GRM_PARITY_DATA", help="Folder of OTB-layout sequences for parity crops (else synthetic)."
+        ),
+    ] = None,
+    timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file (read, then updated).")] = None,
+    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime threads for parity (0 = automatic).")] = 0,
+) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    logging.basicConfig(level=logging.WARNING, format="grm-export: %(levelname)s: %(message)s")
+    logging.getLogger("torch").setLevel(logging.ERROR)  # exporter chatter (e.g. missing torchvision ops)
+    if config is None:
+        raise _fail(ConfigError(f"--config is required; one of {', '.join(CONFIGS)}"))
+    options = ExportOptions(
+        config=config, checkpoint=checkpoint, output=output, fp16=fp16, engine=engine, opset=opset, verify=verify,
+        workspace_bytes=workspace * _MIB, with_decisions=with_decisions, parity_data=parity_data,
+        timing_cache=timing_cache, threads=threads,
+    )  # fmt: skip
+    bar: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bar:
+            bar[stage] = tqdm(total=total, desc=stage, leave=False, disable=None)
+        bar[stage].update(done - bar[stage].n)
+
+    try:
+        try:
+            result = run_export(options, progress)
+        finally:
+            for b in bar.values():
+                b.close()
+    except GrmError as e:
+        raise _fail(e) from e
+    typer.echo(f"wrote {result.onnx.path} ({result.onnx.metadata.precision}, opset {opset})")
+    if result.report is not None:
+        typer.echo("\n".join(result.report.summary_lines()))
+        typer.echo(f"parity report: {result.report_path}")
+    if result.engine is not None:
+        typer.echo(
+            f"wrote {result.engine.plan} and {result.engine.manifest} (TensorRT {result.engine.tensorrt_version})"
+        )
+
+
+@app.command(help=f"Fill the weights store from the official {RELEASE_ZIP} or by downloading it (resumable).")
+def fetch(
+    from_zip: Annotated[Path | None, typer.Option(help=f"Path to the official {RELEASE_ZIP}.")] = None,
+    url: Annotated[str | None, typer.Option(help="Download URL of the release zip or of one checkpoint.")] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", "-c", help="Only these configs (required for a single checkpoint URL)."),
+    ] = None,
+    sha256: Annotated[str | None, typer.Option(help="Expected SHA-256 of the downloaded file.")] = None,
+) -> None:
+    bars = [_ByteBar("download"), _ByteBar("extract")]
+    try:
+        try:
+            stored = _fetch(from_zip, url, config, sha256, *bars)
+        finally:
+            for bar in bars:
+                bar.close()
+    except GrmError as e:
+        raise _fail(e) from e
+    for name, path in stored.items():
+        typer.echo(f"{name}: {path}")
+
+
+def _fetch(
+    from_zip: Path | None,
+    url: str | None,
+    configs: list[str] | None,
+    sha256: str | None,
+    download_bar: _ByteBar,
+    extract_bar: _ByteBar,
+) -> dict[str, Path]:
+    if from_zip is not None and url is None:
+        return fill_from_zip(from_zip, configs or None, progress=extract_bar)
+    if url is None or from_zip is not None:
+        raise ConfigError("give exactly one of --from-zip PATH or --url URL")
+    if url.split("?", 1)[0].endswith(".zip"):
+        archive = download(url, grm_home() / "downloads" / RELEASE_ZIP, sha256, progress=download_bar)
+        return fill_from_zip(archive, configs or None, progress=extract_bar)
+    if not configs or len(configs) != 1:
+        raise ConfigError("a single-checkpoint --url needs exactly one --config saying which model it is")
+    name = get_config(configs[0]).name
+    return {name: download(url, store_path(name), sha256, progress=download_bar)}
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
