@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from tqdm import tqdm
+
 from grm.export.download import download
 from grm.export.pipeline import ExportOptions, run_export
 from grm.export.tensorrt_build import DEFAULT_WORKSPACE_BYTES
@@ -17,7 +19,6 @@ from grm.export.to_onnx import DEFAULT_OPSET
 from grm.export.weights import RELEASE_ZIP, fill_from_zip, grm_home, store_path
 from grm.runtime.errors import ConfigError, GrmError
 from grm.train.config import CONFIGS, get_config
-from tqdm import tqdm
 
 HELP = (
     "Export a GRM tracker as a static-shape ONNX model (or TensorRT engine) and prove it matches PyTorch.\n\n"

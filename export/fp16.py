@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import onnx
-from grm.runtime.errors import ArtifactMismatchError
 from onnx import TensorProto
 from torch import nn
+
+from grm.runtime.errors import ArtifactMismatchError
 
 FP16_POLICY = "fp16 weights/activations; LayerNorm, attention softmax, division predictor and head sigmoid in fp32"
 FP32_ISLAND_OPS = ("LayerNormalization", "Softmax", "LogSoftmax", "Sigmoid")

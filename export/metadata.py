@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+
 from grm.runtime.errors import ArtifactMismatchError
 from grm.runtime.params import METADATA_KEY, ModelMetadata
 from grm.runtime.version import __version__

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from grm.runtime.errors import ArtifactMismatchError
 from onnx import TensorProto, numpy_helper
+
+from grm.runtime.errors import ArtifactMismatchError
 
 MIN_OPSET = 17
 DENIED_OPS: dict[str, str] = {

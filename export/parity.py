@@ -17,6 +17,8 @@ from types import MappingProxyType
 import numpy as np
 import onnxruntime as ort
 import torch
+from numpy.typing import NDArray
+
 from grm.export.files import atomic_write_text
 from grm.export.parity_data import CropPair
 from grm.runtime import contract
@@ -24,7 +26,6 @@ from grm.runtime.decode import decode_box, hann2d
 from grm.runtime.errors import ParityError
 from grm.runtime.geometry import cxcywh_to_xywh, iou_xywh
 from grm.train.model import GRM
-from numpy.typing import NDArray
 
 DEFAULT_THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax rule) and every distinct official preset (spec B.7)
 

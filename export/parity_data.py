@@ -14,10 +14,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
+
 from grm.runtime.crop import normalize, sample_target
 from grm.runtime.errors import DatasetError
 from grm.runtime.params import TrackerParams
-from numpy.typing import NDArray
 
 ENV_DATA = "GRM_PARITY_DATA"
 

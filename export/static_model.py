@@ -21,11 +21,12 @@ import copy
 from typing import NamedTuple
 
 import torch
+from torch import Tensor, nn
+
 from grm.export.fp16 import half_keeping_islands
 from grm.runtime.errors import ConfigError
 from grm.train.model import GRM
 from grm.train.model.division import target_representation
-from torch import Tensor, nn
 
 MASK_BIAS = -1.0e4
 """Added to blocked attention scores: exp(-1e4) is 0 in FP32 and FP16, and the sum stays inside FP16 range."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import onnx
 import torch
+
 from grm.export import onnx_lint
 from grm.export.fp16 import FP16_POLICY, check_fp32_islands
 from grm.export.metadata import build_metadata, write_metadata

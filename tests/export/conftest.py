@@ -44,8 +44,9 @@ def tiny_fp32_export(tiny_model, tmp_path_factory: pytest.TempPathFactory):  # n
 @pytest.fixture(scope="session")
 def tiny_fp16_cli(tiny_checkpoint: Path, real_sequences: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """``grm-export --config tiny --fp16`` run once through the CLI (no decisions output, parity on real crops)."""
-    from grm.export.cli import app
     from typer.testing import CliRunner
+
+    from grm.export.cli import app
 
     out = tmp_path_factory.mktemp("fp16") / "grm_tiny_fp16.onnx"
     args = ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--fp16", "--output", str(out)]

@@ -9,10 +9,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from grm.export.cli import app
 from grm.export.pipeline import ExportOptions, default_onnx_name, output_paths
 from grm.runtime.errors import ConfigError
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from grm.export.download import download, part_path
 from grm.runtime.errors import CheckpointError
 

@@ -6,12 +6,13 @@ import json
 
 import onnx
 import pytest
+from onnx import TensorProto
+
 from grm.export.fp16 import FP32_ISLAND_OPS, check_fp32_islands, fp16_census
 from grm.export.metadata import read_metadata
 from grm.export.onnx_lint import lint
 from grm.runtime import contract
 from grm.runtime.errors import ArtifactMismatchError
-from onnx import TensorProto
 
 
 def test_fp16_model_is_mixed_precision_with_fp32_io(tiny_fp16_cli) -> None:

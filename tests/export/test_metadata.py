@@ -7,12 +7,13 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
+
 from grm.export.metadata import build_metadata, read_metadata, write_metadata
 from grm.runtime.errors import ArtifactMismatchError
 from grm.runtime.params import METADATA_KEY, ModelMetadata
 from grm.runtime.version import __version__
 from grm.train.config import get_config
-from onnx import TensorProto, helper
 
 
 def _identity() -> onnx.ModelProto:

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from grm.export.onnx_lint import check, lint, op_census
 from grm.runtime.errors import ArtifactMismatchError
-from onnx import TensorProto, helper, numpy_helper
 
 
 def _model(nodes, inputs, outputs, inits=(), opset: int = 17) -> onnx.ModelProto:

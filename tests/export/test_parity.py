@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from grm.export import parity
 from grm.export.parity_data import crop_pairs, read_boxes, sequence_pairs, synthetic_pairs
 from grm.runtime import contract

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from grm.export.static_model import MASK_BIAS, StaticGrm
 from grm.runtime.errors import ConfigError
 from grm.train.model.division import decide, policy_mask

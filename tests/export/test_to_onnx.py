@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto
+
 from grm.export import parity
 from grm.export.metadata import read_metadata
 from grm.export.onnx_lint import DENIED_OPS, lint
@@ -15,7 +17,6 @@ from grm.export.to_onnx import check_opset, strip_output
 from grm.runtime import contract
 from grm.runtime.errors import ConfigError
 from grm.runtime.version import __version__
-from onnx import TensorProto
 
 
 def _io(model: onnx.ModelProto) -> dict[str, tuple[int, tuple[int, ...]]]:

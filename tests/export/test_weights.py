@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from grm.export import weights
 from grm.runtime.errors import CheckpointError, ConfigError, InputError
 
