@@ -75,6 +75,7 @@ class Dataset:
     def __init__(self, root: str | Path, partial: bool = False) -> None:
         self.root = Path(root)
         self.partial = partial
+        self._names: list[str] | None = None
         if not self.root.is_dir():
             raise DatasetError(f"{self.name}: dataset root {self.root} is not a folder; expected {self.layout}")
         self._check_layout()
@@ -97,15 +98,20 @@ class Dataset:
 
     def sequence_names(self) -> list[str]:
         """Sequence names in the official order; with ``partial`` only those whose annotation exists."""
+        if self._names is not None:
+            return list(self._names)
         names = self._all_names()
-        if not self.partial:
-            return names
-        present = [n for n in names if self._annotation_path(n).is_file()]
-        if len(present) < len(names):
-            log.warning("%s: %d of %d sequences present under %s", self.name, len(present), len(names), self.root)
-        if not present:
-            raise DatasetError(f"{self.name}: no sequence annotations found under {self.root}; expected {self.layout}")
-        return present
+        if self.partial:
+            present = [n for n in names if self._annotation_path(n).is_file()]
+            if not present:
+                raise DatasetError(
+                    f"{self.name}: no sequence annotations found under {self.root}; expected {self.layout}"
+                )
+            if len(present) < len(names):
+                log.warning("%s: %d of %d sequences present under %s", self.name, len(present), len(names), self.root)
+            names = present
+        self._names = names
+        return list(names)
 
     def sequences(self) -> list[Sequence]:
         return [self.load(n) for n in self.sequence_names()]

@@ -1,0 +1,253 @@
+"""Tracking speed of one or more engines on real frames, measured the same way for every engine.
+
+Per engine: open the model, track ``warmup`` frames (discarded), initialise again on frame 0 and track
+every later frame of the clip. Frames are read from disk or the video before the clock starts, one at a
+time, so reading is not timed and memory holds one frame. Reported:
+
+- ``fps`` = tracked frames / total tracking time, where tracking time sums ``Tracker.track`` calls
+  (crop + normalise, inference, decode + map back); initialisation, reading and colour conversion excluded;
+- per-frame latency p50/p90/p99 in milliseconds, overall and per stage (from ``TrackResult.times``);
+- peak resident memory of the process (``resource.getrusage``); each engine runs in its own fresh
+  process unless ``isolate=False``, so the figure belongs to that engine;
+- with several engines, speed ratios relative to the first one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from grm.benchmarks.frames import read_rgb
+from grm.benchmarks.textio import write_atomic
+from grm.runtime.backends.base import Backend
+from grm.runtime.errors import InputError
+from grm.runtime.sources import open_source
+from grm.runtime.stats import latency_ms, percentiles_ms
+from grm.runtime.tracker import StageTimes, Tracker
+
+FPS_DEFINITION = (
+    "tracked frames / sum of Tracker.track wall times (initialisation, frame reading and decoding excluded)"
+)
+BEGIN, END = "<!-- grm-bench speed: begin -->", "<!-- grm-bench speed: end -->"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Frames to time: a list of image files, or a video/folder source, plus the initial box (xywh px)."""
+
+    name: str
+    init_box: tuple[float, float, float, float]
+    files: tuple[Path, ...] = ()
+    source: str | None = None
+    max_frames: int = 300
+
+    def frames(self) -> Iterator[NDArray[np.uint8]]:
+        """RGB frames, at most ``max_frames``; undecodable frames of a source are skipped."""
+        if self.source is None:
+            for path in self.files[: self.max_frames]:
+                yield read_rgb(path)
+            return
+        src = open_source(self.source)
+        count = 0
+        try:
+            for _, frame in src:
+                if frame is None:
+                    continue
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                count += 1
+                if count >= self.max_frames:
+                    break
+        finally:
+            src.close()
+
+
+@dataclass(frozen=True)
+class EngineSpeed:
+    """Speed of one engine on one clip."""
+
+    label: str
+    backend: str
+    threshold: float
+    frames: int
+    track_seconds: float
+    fps: float
+    init_ms: float
+    latency_ms: dict[str, dict[str, float]]
+    stage_mean_ms: dict[str, float]
+    peak_rss_mb: float
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _warm_up(tracker: Tracker, clip: Clip, warmup: int) -> None:
+    """Initialise and track ``warmup`` frames, cycling through the clip when it is shorter."""
+    done = 0
+    while True:
+        frames = clip.frames()
+        first = next(frames, None)
+        if first is None:
+            raise InputError(f"clip {clip.name} has no readable frame")
+        tracker.initialize(first, clip.init_box)
+        tracked = 0
+        for frame in frames:
+            if done >= warmup:
+                return
+            tracker.track(frame)
+            done, tracked = done + 1, tracked + 1
+        if tracked == 0:
+            raise InputError(f"clip {clip.name} needs at least 2 frames to time tracking")
+        if done >= warmup:
+            return
+
+
+def measure(
+    open_backend: Callable[[], Backend],
+    clip: Clip,
+    label: str,
+    warmup: int = 10,
+    threshold: float | None = None,
+    dataset: str | None = None,
+) -> EngineSpeed:
+    """Time one engine on the clip (see the module docstring for what is and is not timed)."""
+    backend = open_backend()
+    try:
+        value = backend.metadata.tracker.threshold_for(dataset) if threshold is None else float(threshold)
+        tracker = Tracker(backend, threshold=value)
+        _warm_up(tracker, clip, warmup)
+        frames = clip.frames()
+        first = next(frames)
+        start = time.perf_counter()
+        tracker.initialize(first, clip.init_box)
+        init = time.perf_counter() - start
+        walls, stages = [], []
+        for frame in frames:
+            start = time.perf_counter()
+            result = tracker.track(frame)
+            walls.append(time.perf_counter() - start)
+            stages.append(result.times)
+        name = backend.name
+    finally:
+        backend.close()
+    if not walls:
+        raise InputError(f"clip {clip.name} needs at least 2 frames to time tracking")
+    return _speed(label, name, value, walls, stages, init)
+
+
+def _speed(
+    label: str, backend: str, threshold: float, walls: list[float], stages: list[StageTimes], init: float
+) -> EngineSpeed:
+    total = float(sum(walls))
+    latency = latency_ms(stages)
+    latency["frame"] = percentiles_ms(walls)
+    means = {
+        s: float(np.mean([getattr(t, s) for t in stages]) * 1e3) for s in ("preprocess", "inference", "postprocess")
+    }
+    return EngineSpeed(
+        label=label,
+        backend=backend,
+        threshold=threshold,
+        frames=len(walls),
+        track_seconds=total,
+        fps=len(walls) / total,
+        init_ms=init * 1e3,
+        latency_ms=latency,
+        stage_mean_ms=means,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
+def measure_isolated(open_backend: Callable[[], Backend], clip: Clip, label: str, **kw: Any) -> EngineSpeed:
+    """:func:`measure` in a fresh spawned process, so peak memory and warm caches belong to this engine."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure, open_backend, clip, label, **kw).result()
+
+
+def compare(results: list[EngineSpeed]) -> list[dict[str, Any]]:
+    """Each engine relative to the first: fps ratio and p50/p99 frame-latency ratios (>1 = faster)."""
+    base = results[0]
+    rows = []
+    for r in results[1:]:
+        rows.append(
+            {
+                "engine": r.label,
+                "baseline": base.label,
+                "fps_ratio": r.fps / base.fps,
+                "p50_speedup": base.latency_ms["frame"]["p50"] / r.latency_ms["frame"]["p50"],
+                "p99_speedup": base.latency_ms["frame"]["p99"] / r.latency_ms["frame"]["p99"],
+            }
+        )
+    return rows
+
+
+def speed_report(results: list[EngineSpeed], clip: Clip, warmup: int) -> dict[str, Any]:
+    """JSON-ready report: definitions, machine, clip, per-engine speed and ratios."""
+    return {
+        "fps_definition": FPS_DEFINITION,
+        "latency_unit": "ms",
+        "warmup_frames": warmup,
+        "clip": {"name": clip.name, "frames": results[0].frames + 1 if results else 0},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "engines": [asdict(r) for r in results],
+        "ratios": compare(results) if len(results) > 1 else [],
+    }
+
+
+def results_markdown(report: dict[str, Any]) -> str:
+    """The speed section of RESULTS.md (between markers, so later updates replace it)."""
+    ratios = {r["engine"]: r["fps_ratio"] for r in report["ratios"]}
+    lines = [
+        BEGIN,
+        "## Speed",
+        "",
+        f"Measured {report['measured']} on {report['machine']['processor']} ({report['machine']['cpus']} CPUs, "
+        f"{report['machine']['platform']}); clip {report['clip']['name']} ({report['clip']['frames']} frames), "
+        f"{report['warmup_frames']} warm-up frames. FPS = {report['fps_definition']}.",
+        "",
+        "| Engine | Backend | FPS | p50 ms | p90 ms | p99 ms | pre / inference / post ms (mean) | peak RSS MiB | vs first |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in report["engines"]:
+        f, s = e["latency_ms"]["frame"], e["stage_mean_ms"]
+        ratio = f"{ratios[e['label']]:.2f}x" if e["label"] in ratios else "1.00x"
+        lines.append(
+            f"| {e['label']} | {e['backend']} | {e['fps']:.1f} | {f['p50']:.2f} | {f['p90']:.2f} | {f['p99']:.2f} | "
+            f"{s['preprocess']:.2f} / {s['inference']:.2f} / {s['postprocess']:.2f} | {e['peak_rss_mb']:.0f} | {ratio} |"
+        )
+    return "\n".join([*lines, END]) + "\n"
+
+
+def update_results_file(path: str | Path, report: dict[str, Any]) -> Path:
+    """Replace (or append) the speed section of a markdown file, atomically."""
+    path = Path(path)
+    text = path.read_text() if path.is_file() else "# grm-tracker benchmark results\n\n"
+    section = results_markdown(report)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    return write_atomic(path, text)
