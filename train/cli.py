@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -54,29 +54,29 @@ def torchrun_command(nproc: int, params: dict[str, Any], resume: bool, no_progre
 @app.callback(invoke_without_command=True)
 def train(
     ctx: typer.Context,
-    config: str = typer.Option("vitb_256", help="Config name (vitb_256, vitb_256_got, vitl_320, tiny)."),
-    data_root: Path | None = typer.Option(None, help="Folder with lasot/, got10k/, trackingnet/, coco/ sub-folders."),
-    output: Path | None = typer.Option(None, help="Run folder: checkpoints/, metrics.jsonl, tensorboard/."),
-    pretrained: Path | None = typer.Option(None, help="MAE/DeiT ViT checkpoint for the backbone."),
-    epochs: int | None = typer.Option(None, help="Override the recipe's epoch count."),
-    batch_size: int | None = typer.Option(None, help="Per-process batch size."),
-    samples_per_epoch: int | None = typer.Option(None, help="Samples drawn per epoch (all ranks together)."),
-    workers: int | None = typer.Option(None, help="Data-loading worker processes per rank."),
-    nproc: int = typer.Option(1, help="Local processes to launch through torchrun (one per GPU)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in OUTPUT."),
-    amp: str | None = typer.Option(None, help="Mixed precision: bf16 or fp16 (default: fp32, the official recipe)."),
-    lasot_dir: Path | None = typer.Option(None, help="LaSOT root (else GRM_LASOT_DIR, else DATA_ROOT/lasot)."),
-    got10k_dir: Path | None = typer.Option(None, help="GOT-10k train root (else GRM_GOT10K_DIR, else DATA_ROOT/got10k)."),
-    trackingnet_dir: Path | None = typer.Option(None, help="TrackingNet root (else GRM_TRACKINGNET_DIR ...)."),
-    coco_dir: Path | None = typer.Option(None, help="COCO 2017 root (else GRM_COCO_DIR, else DATA_ROOT/coco)."),
-    val_root: Path | None = typer.Option(None, help="Held-out sequences (GOT-10k layout) for AUC validation."),
-    val_interval: int = typer.Option(20, help="Validate every N epochs (and after the last)."),
-    val_sequences: int | None = typer.Option(None, help="Validate on at most N sequences."),
-    seed: int | None = typer.Option(None, help="Base seed (default: the config's, 42)."),
-    device: str | None = typer.Option(None, help="torch device (default cuda:<local rank> if present, else cpu)."),
-    keep: int = typer.Option(2, help="Resumable checkpoints to keep."),
-    log_interval: int = typer.Option(50, help="Iterations between metrics.jsonl lines."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    config: Annotated[str, typer.Option(help="Config name (vitb_256, vitb_256_got, vitl_320, tiny).")] = "vitb_256",
+    data_root: Annotated[Path | None, typer.Option(help="Folder with lasot/, got10k/, trackingnet/, coco/ sub-folders.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run folder: checkpoints/, metrics.jsonl, tensorboard/.")] = None,
+    pretrained: Annotated[Path | None, typer.Option(help="MAE/DeiT ViT checkpoint for the backbone.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epoch count.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Per-process batch size.")] = None,
+    samples_per_epoch: Annotated[int | None, typer.Option(help="Samples drawn per epoch (all ranks together).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Data-loading worker processes per rank.")] = None,
+    nproc: Annotated[int, typer.Option(help="Local processes to launch through torchrun (one per GPU).")] = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUTPUT.")] = False,
+    amp: Annotated[str | None, typer.Option(help="Mixed precision: bf16 or fp16 (default: fp32, the official recipe).")] = None,
+    lasot_dir: Annotated[Path | None, typer.Option(help="LaSOT root (else GRM_LASOT_DIR, else DATA_ROOT/lasot).")] = None,
+    got10k_dir: Annotated[Path | None, typer.Option(help="GOT-10k train root (else GRM_GOT10K_DIR, else DATA_ROOT/got10k).")] = None,
+    trackingnet_dir: Annotated[Path | None, typer.Option(help="TrackingNet root (else GRM_TRACKINGNET_DIR ...).")] = None,
+    coco_dir: Annotated[Path | None, typer.Option(help="COCO 2017 root (else GRM_COCO_DIR, else DATA_ROOT/coco).")] = None,
+    val_root: Annotated[Path | None, typer.Option(help="Held-out sequences (GOT-10k layout) for AUC validation.")] = None,
+    val_interval: Annotated[int, typer.Option(help="Validate every N epochs (and after the last).")] = 20,
+    val_sequences: Annotated[int | None, typer.Option(help="Validate on at most N sequences.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Base seed (default: the config's, 42).")] = None,
+    device: Annotated[str | None, typer.Option(help="torch device (default cuda:<local rank> if present, else cpu).")] = None,
+    keep: Annotated[int, typer.Option(help="Resumable checkpoints to keep.")] = 2,
+    log_interval: Annotated[int, typer.Option(help="Iterations between metrics.jsonl lines.")] = 50,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Train GRM with the official recipe of CONFIG."""
     if ctx.invoked_subcommand is not None:
@@ -152,12 +152,12 @@ def _progress_callbacks() -> Any:
 
 @app.command()
 def synth(
-    output: Path = typer.Option(..., help="Dataset folder; sequences go to OUTPUT/<subset>/."),
-    sequences: int = typer.Option(..., help="Number of sequences."),
-    seed: int = typer.Option(0, help="Family seed: the same seed always gives the same sequences."),
-    subset: str = typer.Option("train", help="Sub-folder name (train, val, ...)."),
-    min_frames: int = typer.Option(60, help="Shortest sequence."),
-    max_frames: int = typer.Option(120, help="Longest sequence."),
+    output: Annotated[Path, typer.Option(help="Dataset folder; sequences go to OUTPUT/<subset>/.")],
+    sequences: Annotated[int, typer.Option(help="Number of sequences.")],
+    seed: Annotated[int, typer.Option(help="Family seed: the same seed always gives the same sequences.")] = 0,
+    subset: Annotated[str, typer.Option(help="Sub-folder name (train, val, ...).")] = "train",
+    min_frames: Annotated[int, typer.Option(help="Shortest sequence.")] = 60,
+    max_frames: Annotated[int, typer.Option(help="Longest sequence.")] = 120,
 ) -> None:
     """Write generated sequences in the GOT-10k layout (train/<seq>/%08d.jpg, groundtruth.txt, labels, list.txt)."""
     from tqdm import tqdm
@@ -177,9 +177,9 @@ def synth(
 
 @app.command("export")
 def export_cmd(
-    checkpoint: Path = typer.Argument(..., help="A grm-train checkpoint_NNNN.pt."),
-    output: Path = typer.Argument(..., help="Official-format file to write (GRM_epNNNN.pth.tar)."),
-    with_optimizer: bool = typer.Option(False, "--with-optimizer", help="Also store the optimiser state."),
+    checkpoint: Annotated[Path, typer.Argument(help="A grm-train checkpoint_NNNN.pt.")],
+    output: Annotated[Path, typer.Argument(help="Official-format file to write (GRM_epNNNN.pth.tar).")],
+    with_optimizer: Annotated[bool, typer.Option("--with-optimizer", help="Also store the optimiser state.")] = False,
 ) -> None:
     """Convert a training checkpoint to the official GRM format (key ``net``)."""
     from grm.train.checkpointing import export_official

@@ -123,11 +123,11 @@ class Callbacks:
 class Trainer:
     """Builds model, data, optimiser and schedule for :class:`TrainOptions` and runs the epochs."""
 
-    def __init__(self, options: TrainOptions, dist_info: DistInfo = DistInfo(), callbacks: Callbacks | None = None) -> None:
+    def __init__(self, options: TrainOptions, dist_info: DistInfo | None = None, callbacks: Callbacks | None = None) -> None:
         from grm.train.model import build_model
 
         self.options = options
-        self.dist = dist_info
+        self.dist = dist_info = dist_info or DistInfo()
         self.callbacks = callbacks or Callbacks()
         self.cfg = options.resolved_config()
         self.device = choose_device(dist_info, options.device)

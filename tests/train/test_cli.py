@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from grm.train.checkpoint import load_checkpoint
+from grm.train.cli import app, torchrun_command
+from grm.train.monitor import read_metrics
+
+runner = CliRunner()
+
+
+def test_synth_writes_the_got10k_layout(tmp_path):
+    result = runner.invoke(app, ["synth", "--output", str(tmp_path), "--sequences", "2", "--seed", "4",
+                                 "--min-frames", "20", "--max-frames", "22"])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "train"
+    assert (root / "list.txt").read_text().split() == ["GOT-10k_Train_000001", "GOT-10k_Train_000002"]
+    seq = root / "GOT-10k_Train_000001"
+    n = len((seq / "groundtruth.txt").read_text().splitlines())
+    assert 20 <= n <= 22 and len(list(seq.glob("*.jpg"))) == n
+    assert len((seq / "absence.label").read_text().split()) == n == len((seq / "cover.label").read_text().split())
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path):
+    result = runner.invoke(app, ["synth", "--output", str(tmp_path), "--sequences", "1", "--min-frames", "5"])
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("error: need 20 <=")
+    result = runner.invoke(app, ["--config", "tiny", "--output", str(tmp_path / "run"), "--data-root",
+                                 str(tmp_path / "missing"), "--no-progress"], env={"GRM_GOT10K_DIR": ""})
+    assert result.exit_code == 2
+    assert "error: GOT-10k root" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["--config", "tinny", "--output", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "did you mean 'tiny'" in result.output
+    result = runner.invoke(app, ["--config", "tiny"])
+    assert result.exit_code == 2 and "--output is required" in result.output
+    result = runner.invoke(app, ["export", str(tmp_path / "nope.pt"), str(tmp_path / "out.pth.tar")])
+    assert result.exit_code == 2 and "checkpoint not found" in result.output
+
+
+def test_torchrun_command_forwards_options():
+    cmd = torchrun_command(4, {"config": "vitb_256", "output": "/runs/a", "epochs": None, "amp": "bf16"},
+                           resume=True, no_progress=False)
+    assert cmd[:6] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
+    assert cmd[6:] == ["grm.train.cli", "--config", "vitb_256", "--output", "/runs/a", "--amp", "bf16", "--resume"]
+
+
+def test_two_process_gloo_ddp_run(synth_root, tmp_path):
+    """--nproc 2 launches torchrun; both ranks train on CPU with gloo, rank 0 writes checkpoints and metrics."""
+    out = tmp_path / "ddp"
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    args = ["--config", "tiny", "--got10k-dir", str(synth_root), "--output", str(out), "--epochs", "1",
+            "--batch-size", "2", "--samples-per-epoch", "8", "--workers", "0", "--device", "cpu", "--nproc", "2",
+            "--no-progress", "--log-interval", "1"]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    (epoch,) = read_metrics(out / "metrics.jsonl", "epoch")
+    assert epoch["step"] == 1 and epoch["samples_per_second"] > 0
+    iters = read_metrics(out / "metrics.jsonl", "iter")
+    assert [r["step"] for r in iters] == [1, 2]  # 8 samples / 2 ranks / batch 2
+    load_checkpoint(out / "checkpoints" / "GRM_ep0001.pth.tar", "tiny")
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["kind"] == "iter"
+
+
+@pytest.mark.parametrize("amp", ["bf16"])
+def test_single_process_cli_run_with_amp(synth_root, tmp_path, amp):
+    out = tmp_path / "run"
+    args = ["--config", "tiny", "--got10k-dir", str(synth_root), "--output", str(out), "--epochs", "1",
+            "--batch-size", "2", "--samples-per-epoch", "2", "--workers", "0", "--amp", amp, "--val-root",
+            str(synth_root), "--val-sequences", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "epoch 1: loss" in result.output
+    (val,) = read_metrics(out / "metrics.jsonl", "val")
+    assert 0 <= val["val_auc"] <= 100 and val["val_sequences"] == 1

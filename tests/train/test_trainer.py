@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grm.runtime.errors import ConfigError
+from grm.train.data.sampler import collate
+from grm.train.data.sources import DatasetRoots
+from grm.train.distributed import DistInfo, RankIndices, dist_info_from_env
+from grm.train.trainer import Trainer, TrainOptions
+from grm.train.validation import auc, iou_inclusive, success_curve
+
+
+def test_loss_falls_on_a_repeated_batch(synth_root, tmp_path):
+    trainer = Trainer(TrainOptions(config="tiny", output=tmp_path, roots=DatasetRoots(explicit={"got10k": synth_root}),
+                                   batch_size=2, samples_per_epoch=2, num_workers=0))
+    batch = collate([trainer.sampler[i] for i in range(2)])
+    losses = [trainer.train_step(batch)["loss"] for _ in range(12)]
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+
+
+def test_overrides_and_option_checks(tmp_path):
+    cfg = TrainOptions(config="vitb_256", output=tmp_path, epochs=30, batch_size=4).resolved_config()
+    assert (cfg.train.epochs, cfg.train.lr_drop_epoch, cfg.train.batch_size) == (30, 24, 4)
+    assert TrainOptions(config="vitb_256", output=tmp_path).resolved_config().train.lr_drop_epoch == 240
+    with pytest.raises(ConfigError, match="--amp"):
+        TrainOptions(config="tiny", output=tmp_path, amp="fp8")
+    with pytest.raises(ConfigError, match="--epochs"):
+        TrainOptions(config="tiny", output=tmp_path, epochs=0)
+
+
+def test_rank_indices_are_disjoint_and_equal_sized():
+    shards = [list(RankIndices(10, r, 3)) for r in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]
+    assert sorted(sum(shards, [])) == list(range(9))
+    assert dist_info_from_env({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}) == DistInfo(1, 2, 1)
+    assert dist_info_from_env({}) == DistInfo()
+
+
+def test_success_curve_and_auc_by_hand():
+    gt = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    pred = np.array([[50, 50, 10, 10], [5, 0, 10, 10], [0, 0, 0, 0]], float)
+    assert iou_inclusive(pred[1:2], gt[1:2])[0] == pytest.approx(50 / 150)
+    curve = success_curve(pred, gt, np.array([True, True, False]))
+    # frame 0 is replaced by the ground truth (IoU 1); frame 1 IoU 1/3; frame 2 invalid
+    expected = np.array([(1 + (1 / 3 > t)) / 2 for t in np.linspace(0, 1, 21)])
+    expected[-1] = 0.0  # IoU > 1 never holds
+    np.testing.assert_allclose(curve, expected)
+    assert auc([curve, np.ones(21)]) == pytest.approx(np.mean((curve + 1) / 2) * 100)
