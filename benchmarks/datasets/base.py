@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence as SequenceABC
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,6 @@ class Sequence:
     leading_frames: int = 0
     cover: NDArray[np.float64] | None = None
     resolution: tuple[int, int] | None = None
-    attributes: NDArray[np.bool_] | None = field(default=None, compare=False)
 
     def __len__(self) -> int:
         return len(self.gt)
