@@ -4,7 +4,8 @@ Layout (root = the GOT-10k folder holding ``test/`` and ``val/``, or the split f
 ``<split>/list.txt`` names the sequences, ``<split>/<seq>/groundtruth.txt`` (comma; the test split has only
 the first frame's box), frames ``<split>/<seq>/*.jpg`` sorted by integer stem. The validation split also
 has ``cover.label`` (visible-ratio class per frame, 0 = absent) and ``meta_info.ini`` (``resolution: (w, h)``),
-which the GOT-10k toolkit uses for AO/SR.
+which the GOT-10k toolkit uses for AO/SR. Where a tree lacks them, every frame counts and boxes are not
+clipped to the image (the toolkit itself would stop with an error).
 """
 
 from __future__ import annotations
