@@ -1,0 +1,277 @@
+"""FP32 GRM export -> explicit Q/DQ INT8 ONNX with ONNX Runtime static quantisation, in TensorRT's form.
+
+Settings (TensorRT accepts only symmetric INT8, zero point 0, per-channel weights on the output axis):
+QDQ format, INT8 activations and weights, ``ActivationSymmetric``/``WeightSymmetric``, per-channel weights,
+no bias quantisation, weights kept as FP32 initializers behind a Q/DQ pair (``AddQDQPairToWeight``), as the
+TensorRT-guided options of NVIDIA's ModelOpt pass them to ONNX Runtime. Only Conv/MatMul/Gemm are quantised.
+
+``quant_pre_process`` (shape inference + graph clean-up, which fuses MatMul+Add into Gemm) runs first; when
+it fails on a model the original graph is quantised instead and the result records that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from numpy.typing import NDArray
+
+from grm.calibration.collect import CalibrationSet
+from grm.calibration.graph import QUANT_OP_TYPES, ensure_node_names, resolve_exclusions
+from grm.runtime import contract
+from grm.runtime.atomic import atomic_path
+from grm.runtime.backends.io_check import parse_metadata
+from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError, InputError
+from grm.runtime.params import METADATA_KEY, ModelMetadata
+
+log = logging.getLogger(__name__)
+
+METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_EXCLUDE: tuple[str, ...] = ("@predictor", "@head")
+"""Measured on the tiny fixture model over real sequences (calibration/README.md has the table)."""
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+CALIBRATION_CHUNK = 4
+"""Samples per calibration pass: the calibrator holds every intermediate tensor of a pass in memory."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizeOptions:
+    """How to quantise.
+
+    Attributes:
+        method: activation range calibration: ``minmax``, ``entropy`` or ``percentile``.
+        exclude: nodes kept in FP32: ``@group`` names or shell patterns on node names / op types.
+        op_types: op types that get Q/DQ nodes.
+        percentile: kept share of the histogram for ``percentile`` (in percent).
+        preprocess: run ``quant_pre_process`` first.
+        quantize_outputs: also put Q/DQ on the outputs of quantised ops. On: ONNX Runtime CPU fuses
+            DQ -> Gemm -> Q into QGemm only with the output pair; without it vitb_256 INT8 ran 0.8x FP32 speed.
+    """
+
+    method: str = "minmax"
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    op_types: tuple[str, ...] = QUANT_OP_TYPES
+    percentile: float = 99.999
+    preprocess: bool = True
+    quantize_outputs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"--method {self.method!r} is not one of {', '.join(METHODS)}")
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What quantisation did: the written model's metadata, excluded and quantised nodes."""
+
+    output: Path
+    metadata: ModelMetadata
+    excluded: list[str]
+    quantized: list[str]
+    preprocessed: bool
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def import_quantization() -> Any:
+    try:
+        from onnxruntime import quantization
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "calibration needs onnxruntime and onnx: pip install 'grm-tracker[calibrate]'"
+        ) from e
+    return quantization
+
+
+def check_fp32_export(path: str | Path) -> ModelMetadata:
+    """Metadata of an FP32 grm export; anything else (foreign ONNX, FP16, already INT8) -> one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as e:
+        raise ArtifactMismatchError(f"{path} is not an ONNX file ({e}); pass the FP32 .onnx from grm-export") from e
+    props = {p.key: p.value for p in model.metadata_props}
+    metadata = parse_metadata(props.get(METADATA_KEY), str(path))
+    quantised = any(n.op_type in QDQ_OPS for n in model.graph.node)
+    if metadata.precision != "fp32" or quantised:
+        raise ArtifactMismatchError(
+            f"{path} is a {metadata.precision} model{' with Q/DQ nodes' if quantised else ''}; calibration starts "
+            "from the FP32 export: grm-export --precision fp32"
+        )
+    names = {i.name for i in model.graph.input} - {i.name for i in model.graph.initializer}
+    if names != set(contract.INPUT_NAMES):
+        raise ArtifactMismatchError(
+            f"{path} has inputs {sorted(names)}, not a grm model's {list(contract.INPUT_NAMES)}"
+        )
+    return metadata
+
+
+class CropReader:
+    """``CalibrationDataReader`` over cached crops ``indices``; ``progress(1)`` after each sample handed out."""
+
+    def __init__(self, calib: CalibrationSet, indices: range, progress: Callable[[int], None] | None = None) -> None:
+        self._calib = calib
+        self._indices = iter(indices)
+        self._progress = progress
+
+    def get_next(self) -> dict[str, NDArray[np.float32]] | None:
+        i = next(self._indices, None)
+        if i is None:
+            return None
+        if self._progress is not None:
+            self._progress(1)
+        return self._calib.feed(i)
+
+
+def preprocess(src: Path, dst: Path) -> bool:
+    """``quant_pre_process`` into ``dst``; False (and ``dst`` = copy of ``src``) when it fails on this graph."""
+    quantization = import_quantization()
+    try:
+        quantization.quant_pre_process(str(src), str(dst))
+        return True
+    except (RuntimeError, ValueError, KeyError, TypeError, AssertionError, onnx.checker.ValidationError) as e:
+        log.warning("quant_pre_process failed (%s: %s); quantising the graph as exported", type(e).__name__, e)
+        onnx.save(onnx.load(str(src)), str(dst))
+        return False
+
+
+def _calibrator_options(options: QuantizeOptions) -> dict[str, Any]:
+    # ONNX Runtime's entropy default (128 bins into 128 levels) can only return the min-max range;
+    # 2048 histogram bins into 128 levels is TensorRT's entropy calibration.
+    bins = {"num_bins": 2048, "num_quantized_bins": 128} if options.method != "minmax" else {}
+    return {"symmetric": True, "percentile": options.percentile, **bins}
+
+
+def calibrate_ranges(
+    model: Path, calib: CalibrationSet, options: QuantizeOptions, workdir: Path, progress: Callable[[int], None] | None
+) -> Any:
+    """Activation ranges (``TensorsData``) over all crops, fed in chunks so memory stays bounded."""
+    q = import_quantization()
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    calibrator = create_calibrator(
+        model, list(options.op_types), augmented_model_path=str(workdir / "augmented.onnx"),
+        calibrate_method=_method(q, options.method), extra_options=_calibrator_options(options),
+    )  # fmt: skip
+    for start in range(0, len(calib), CALIBRATION_CHUNK):
+        chunk = range(start, min(start + CALIBRATION_CHUNK, len(calib)))
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram collectors print() their settings
+            calibrator.collect_data(CropReader(calib, chunk, progress))
+    with contextlib.redirect_stdout(io.StringIO()):
+        return calibrator.compute_data()
+
+
+def _method(q: Any, name: str) -> Any:
+    return {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+            "percentile": q.CalibrationMethod.Percentile}[name]  # fmt: skip
+
+
+def quantize_static_qdq(
+    src: Path, dst: Path, ranges_file: Path, excluded: Sequence[str], options: QuantizeOptions
+) -> None:
+    """Run ``quantize_static`` on precomputed ranges with the TensorRT-friendly settings of the module docstring."""
+    q = import_quantization()
+    extra = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,
+        "AddQDQPairToWeight": True,
+        "DedicatedQDQPair": False,
+        "ForceQuantizeNoInputCheck": True,
+        "OpTypesToExcludeOutputQuantization": [] if options.quantize_outputs else list(options.op_types),
+        "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1, "MatMul": 1, "Gemm": 0},
+    }
+    q.quantize_static(
+        str(src), str(dst), None, calibration_cache_path=str(ranges_file),
+        quant_format=q.QuantFormat.QDQ, per_channel=True, reduce_range=False,
+        activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+        op_types_to_quantize=list(options.op_types), nodes_to_exclude=list(excluded),
+        calibrate_method=_method(q, options.method), extra_options=extra,
+    )  # fmt: skip
+
+
+def quantized_nodes(model: onnx.ModelProto, op_types: Sequence[str]) -> list[str]:
+    """Nodes of ``op_types`` whose data input comes from a DequantizeLinear (i.e. run in INT8)."""
+    producer = {out: n for n in model.graph.node for out in n.output}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in op_types and n.input and getattr(producer.get(n.input[0]), "op_type", "") == "DequantizeLinear"
+    ]
+
+
+def int8_metadata(fp32: ModelMetadata, calib: CalibrationSet, options: QuantizeOptions, excluded: int) -> ModelMetadata:
+    """The FP32 record, marked int8, with the calibration manifest hash and settings in ``extra``."""
+    extra = dict(fp32.extra)
+    extra["calibration"] = {
+        "manifest_hash": calib.hash,
+        "samples": len(calib),
+        "threshold": calib.threshold,
+        "method": options.method,
+        "exclude": list(options.exclude),
+        "excluded_nodes": excluded,
+        "fp32_checkpoint_sha256": fp32.checkpoint_sha256,
+    }
+    return replace(fp32, precision="int8", extra=extra)
+
+
+def save_ranges(ranges: Any, path: Path) -> None:
+    """Write calibration ranges in the cache format ``quantize_static(calibration_cache_path=...)`` reads."""
+    try:
+        from onnxruntime.quantization.calibrate import save_tensors_data
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "this onnxruntime cannot reuse calibration ranges (no save_tensors_data); upgrade: pip install -U onnxruntime"
+        ) from e
+    save_tensors_data(ranges, path)
+
+
+def write_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
+    """Replace the ``grm`` metadata record of ``model``."""
+    keep = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata.to_json()
+
+
+def quantize(
+    model_path: str | Path,
+    calib: CalibrationSet,
+    output: str | Path,
+    options: QuantizeOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> QuantizeResult:
+    """Quantise an FP32 grm export with the crops of ``calib`` and write the Q/DQ model atomically."""
+    options = options or QuantizeOptions()
+    fp32 = check_fp32_export(model_path)
+    with tempfile.TemporaryDirectory(prefix="grm-calib-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        done = preprocess(Path(model_path), pre) if options.preprocess else False
+        model = onnx.load(str(pre if done else model_path))
+        ensure_node_names(model)
+        onnx.save(model, str(pre))
+        excluded = resolve_exclusions(model, options.exclude)
+        ranges = calibrate_ranges(pre, calib, options, Path(tmp), progress)
+        ranges_file = Path(tmp) / "ranges.json"
+        save_ranges(ranges, ranges_file)
+        raw = Path(tmp) / "int8.onnx"
+        quantize_static_qdq(pre, raw, ranges_file, excluded, options)
+        result_model = onnx.load(str(raw))
+    metadata = int8_metadata(fp32, calib, options, len(excluded))
+    write_metadata(result_model, metadata)
+    with atomic_path(output) as tmp_out:
+        onnx.save(result_model, str(tmp_out))
+    quantized = quantized_nodes(result_model, options.op_types)
+    log.info("quantised %d nodes, kept %d in FP32", len(quantized), len(excluded))
+    return QuantizeResult(Path(output), metadata, excluded, quantized, done)
