@@ -1,0 +1,113 @@
+"""grm-calibrate: INT8 Q/DQ model from an FP32 grm export, with its accuracy cost measured on held-out sequences.
+
+Exit status: 0 done and within --max-auc-drop, 1 INT8 lost more AUC than allowed (report still written),
+2 user error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+from grm.calibration.pipeline import CalibrateOptions, build_engine, run
+from grm.calibration.quantize import DEFAULT_EXCLUDE, METHODS, QuantizeOptions
+from grm.calibration.report import format_table
+from grm.runtime.errors import GrmError
+
+HELP = (
+    "Quantise an FP32 grm ONNX export to INT8 (symmetric Q/DQ, TensorRT-ready) with crops the FP32 tracker cuts "
+    "on real sequences, then measure the cost on held-out sequences (decision agreement, IoU with FP32, AUC) and "
+    "the speed-up on ONNX Runtime CPU.\n\n"
+    "--data: sequence folders (groundtruth_rect.txt or groundtruth.txt + img/), folders of them, or videos with a "
+    ".txt box file. Default hold-out: every second sequence in name order.\n\n"
+    f"--exclude (repeatable) replaces the default {' '.join(DEFAULT_EXCLUDE)}: groups @predictor @attention "
+    "@head @head-last @patch-embed, or shell patterns on node names / op types ('*divide_predict*', Conv)."
+)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=HELP, no_args_is_help=True)
+
+
+class _Bars:
+    """One tqdm bar per stage, created on its first callback (terminals only)."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, advance: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, leave=False, disable=None)
+        elif bar.n >= (bar.total or 0):
+            bar.reset(total=total)  # the next sequence of the same stage
+        bar.update(advance)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+@app.command(help=HELP)
+def calibrate(
+    model: Annotated[Path, typer.Option(help="FP32 .onnx written by grm-export.")],
+    data: Annotated[list[Path], typer.Option(help="Sequence folder, folder of sequences or video (repeatable).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="INT8 Q/DQ .onnx to write.")],
+    samples: Annotated[
+        int, typer.Option(min=1, help="Calibration crops, spread over the calibration sequences.")
+    ] = 128,
+    method: Annotated[str, typer.Option(help=f"Activation range calibration: {', '.join(METHODS)}.")] = "minmax",
+    exclude: Annotated[list[str] | None, typer.Option(help="Nodes kept FP32 (replaces the default list).")] = None,
+    max_auc_drop: Annotated[float, typer.Option(help="Fail (exit 1) when INT8 loses more AUC points.")] = 1.0,
+    holdout: Annotated[list[str] | None, typer.Option(help="Sequence names to evaluate on, not calibrate on.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Division threshold (default: the --dataset preset).")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Threshold preset name from the model metadata (LASOT...).")
+    ] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(min=2, help="Use at most this many frames per sequence for crops.")
+    ] = None,
+    eval_frames: Annotated[
+        int | None, typer.Option(min=2, help="Evaluate on at most this many frames per sequence.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Crop cache (default: calibration-cache/ beside --output).")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime threads (0 = automatic).")] = 0,
+    report: Annotated[Path | None, typer.Option(help="Report JSON (default: <output>.report.json).")] = None,
+    engine: Annotated[
+        bool, typer.Option("--engine", help="Then build a TensorRT engine (<output>.plan, GPU).")
+    ] = False,
+) -> None:
+    logging.basicConfig(level=logging.WARNING, format="grm-calibrate: %(levelname)s: %(message)s")
+    bars = _Bars()
+    try:
+        options = CalibrateOptions(
+            model=model, data=tuple(data), output=output, samples=samples, max_auc_drop=max_auc_drop,
+            quantize=QuantizeOptions(method=method, exclude=tuple(exclude) if exclude else DEFAULT_EXCLUDE),
+            holdout=tuple(holdout or ()), threshold=threshold, dataset=dataset, cache_dir=cache_dir,
+            max_frames=max_frames, eval_frames=eval_frames, threads=threads or None, report=report,
+        )  # fmt: skip
+        try:
+            outcome = run(options, bars)
+        finally:
+            bars.close()
+        typer.echo(format_table(outcome.report))
+        typer.echo(f"wrote {outcome.quantized.output} and {outcome.report_path}"
+                   f"{' (crops from cache)' if outcome.cache_hit else ''}")  # fmt: skip
+        if not outcome.report["gate"]["passed"]:
+            gate = outcome.report["gate"]
+            typer.echo(f"grm-calibrate: INT8 AUC drop {gate['auc_drop']:.2f} points exceeds --max-auc-drop "
+                       f"{gate['max_auc_drop']:.2f}; see {outcome.report_path}", err=True)  # fmt: skip
+            raise typer.Exit(1)
+        if engine:
+            typer.echo(f"wrote {build_engine(outcome.quantized.output)}")
+    except GrmError as e:
+        typer.echo(f"grm-calibrate: error: {e}", err=True)
+        raise typer.Exit(2) from e
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
