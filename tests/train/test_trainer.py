@@ -47,3 +47,21 @@ def test_success_curve_and_auc_by_hand():
     expected[-1] = 0.0  # IoU > 1 never holds
     np.testing.assert_allclose(curve, expected)
     assert auc([curve, np.ones(21)]) == pytest.approx(np.mean((curve + 1) / 2) * 100)
+
+
+def test_pretrained_backbone_goes_through_adapt_pretrained(synth_root, tmp_path):
+    import torch
+
+    from grm.train.model import build_model
+
+    source = build_model("tiny").state_dict()
+    vit = {k.removeprefix("backbone."): v.clone() for k, v in source.items()
+           if k.startswith("backbone.") and "divide" not in k and "pos_embed_" not in k}
+    vit["decoder_embed.weight"] = torch.zeros(2, 2)  # an MAE decoder key, dropped by the adapter
+    path = tmp_path / "mae_like.pth"
+    torch.save({"model": vit}, path)
+    trainer = Trainer(TrainOptions(config="tiny", output=tmp_path / "run", pretrained=path,
+                                   roots=DatasetRoots(explicit={"got10k": synth_root}), num_workers=0))
+    got = trainer.model.state_dict()
+    assert torch.equal(got["backbone.blocks.1.mlp.fc1.weight"], vit["blocks.1.mlp.fc1.weight"])
+    assert torch.equal(got["backbone.patch_embed.proj.weight"], vit["patch_embed.proj.weight"])
