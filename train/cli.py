@@ -31,8 +31,17 @@ _FORWARDED = {
 }
 
 
+def _one_line(error: Exception) -> str:
+    """The error's own message; for errors re-raised from a DataLoader worker, the original one."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _fail(error: Exception, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
+    typer.echo(f"error: {_one_line(error)}", err=True)
     return typer.Exit(code)
 
 

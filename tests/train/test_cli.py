@@ -77,3 +77,13 @@ def test_single_process_cli_run_with_amp(synth_root, tmp_path, amp):
     assert "epoch 1: loss" in result.output
     (val,) = read_metrics(out / "metrics.jsonl", "val")
     assert 0 <= val["val_auc"] <= 100 and val["val_sequences"] == 1
+
+
+def test_worker_errors_are_reported_as_their_original_line():
+    from grm.runtime.errors import DatasetError
+    from grm.train.cli import _one_line
+
+    wrapped = DatasetError("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                           "last):\n  File \"x.py\", line 1\ngrm.runtime.errors.DatasetError: frame a.jpg does not exist")
+    assert _one_line(wrapped) == "frame a.jpg does not exist"
+    assert _one_line(DatasetError("plain")) == "plain"
