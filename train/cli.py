@@ -200,6 +200,29 @@ def export_cmd(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="grm-train checkpoint or official GRM_epNNNN.pth.tar.")],
+    val_root: Annotated[Path, typer.Option(help="Held-out sequences in the GOT-10k layout.")],
+    sequences: Annotated[int | None, typer.Option(help="Use at most N sequences.")] = None,
+    config: Annotated[str | None, typer.Option(help="Config name (default: from the checkpoint).")] = None,
+) -> None:
+    """One-pass AUC of a checkpoint on held-out sequences, next to the static first-box baseline."""
+    from tqdm import tqdm
+
+    from grm.train.checkpoint import load_checkpoint
+    from grm.train.validation import validate
+
+    try:
+        model = load_checkpoint(checkpoint, config)
+        with tqdm(total=sequences, desc="sequences", unit="seq") as bar:
+            result = validate(model, val_root, sequences, progress=bar.update)
+    except GrmError as e:
+        raise _fail(e) from e
+    typer.echo(f"AUC {result.auc:.2f}  static-box AUC {result.static_auc:.2f}  "
+               f"({result.sequences} sequences, {result.frames} frames)")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

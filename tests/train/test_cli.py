@@ -77,6 +77,10 @@ def test_single_process_cli_run_with_amp(synth_root, tmp_path, amp):
     assert "epoch 1: loss" in result.output
     (val,) = read_metrics(out / "metrics.jsonl", "val")
     assert 0 <= val["val_auc"] <= 100 and val["val_sequences"] == 1
+    result = runner.invoke(app, ["evaluate", str(out / "checkpoints" / "checkpoint_0001.pt"), "--val-root",
+                                 str(synth_root), "--sequences", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"AUC {val['val_auc']:.2f}  static-box AUC {val['val_static_auc']:.2f}" in result.output
 
 
 def test_worker_errors_are_reported_as_their_original_line():
