@@ -126,3 +126,12 @@ def test_build_datasets_by_official_name(synth_root):
     assert isinstance(ds, Got10k)
     with pytest.raises(DatasetError, match="unknown training dataset"):
         build_datasets(["IMAGENET"], DatasetRoots(), environ={})
+
+
+def test_data_pipeline_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, grm.train.data.sampler, grm.train.data.synth, grm.train.data.sources; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
