@@ -135,3 +135,24 @@ def test_data_pipeline_imports_without_torch():
     code = ("import sys, grm.train.data.sampler, grm.train.data.synth, grm.train.data.sources; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_coco_samples_use_one_image_for_template_and_search(tmp_path):
+    from grm.train.config import get_config
+    from grm.train.data.processing import Processing
+    from grm.train.data.sampler import PairSampler
+
+    (tmp_path / "annotations").mkdir()
+    data = {"images": [{"id": 1, "file_name": "a.jpg"}],
+            "annotations": [{"image_id": 1, "bbox": [40, 30, 20, 20], "iscrowd": 0}]}  # small: flag False, still used
+    (tmp_path / "annotations" / "instances_train2017.json").write_text(json.dumps(data))
+    img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    (tmp_path / "images" / "train2017").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "images" / "train2017" / "a.jpg"), img)
+    sampler = PairSampler([Coco(tmp_path)], [1.0], Processing.from_config(get_config("tiny")), samples_per_epoch=3)
+    for i in range(3):
+        sample = sampler[i]
+        assert sample["search"].shape == (3, 128, 128) and int(sample["skipped"]) == 0
+        # the template is never jittered: its box is centred in the 64-px crop (possibly mirrored)
+        cx = sample["template_anno"][0] + sample["template_anno"][2] / 2
+        assert min(abs(cx - 31.5 / 64), abs(cx - 32.5 / 64)) < 1e-5
