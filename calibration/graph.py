@@ -53,6 +53,14 @@ class GraphIndex:
             return True
         return node.op_type in ("Reshape", "Transpose", "Cast", "Identity") and self.is_constant(node.input[0])
 
+    def source(self, tensor: str) -> str:
+        """The tensor behind any chain of Cast/Identity nodes (casts a float graph may carry as no-ops)."""
+        node = self.producer.get(tensor)
+        while node is not None and node.op_type in ("Cast", "Identity"):
+            tensor = node.input[0]
+            node = self.producer.get(tensor)
+        return tensor
+
     def upstream(self, starts: Iterable[onnx.NodeProto], stop: Sequence[str]) -> list[onnx.NodeProto]:
         """Nodes reachable backwards from ``starts`` (included) without crossing ``stop`` op types."""
         seen: dict[str, onnx.NodeProto] = {}
@@ -105,7 +113,7 @@ def _head(index: GraphIndex, last_only: bool) -> list[str]:
 
 
 def _patch_embed(index: GraphIndex) -> list[str]:
-    return [n.name for n in index.nodes if n.op_type == "Conv" and n.input[0] in index.inputs]
+    return [n.name for n in index.nodes if n.op_type == "Conv" and index.source(n.input[0]) in index.inputs]
 
 
 def resolve_group(model: onnx.ModelProto, group: str) -> list[str]:
