@@ -23,6 +23,7 @@ def tiny_onnx(upstream_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     import onnx
+
     from grm.export.metadata import build_metadata, write_metadata
     from grm.export.static_model import StaticGrm
     from grm.runtime import contract

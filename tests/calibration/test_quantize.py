@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
+
 from grm.calibration.graph import resolve_exclusions, resolve_group
 from grm.calibration.quantize import DEFAULT_EXCLUDE, QuantizeOptions, check_fp32_export, quantize
 from grm.runtime import contract
 from grm.runtime.backends import open_model
 from grm.runtime.errors import ArtifactMismatchError, InputError
 from grm.runtime.params import METADATA_KEY, ModelMetadata
-from onnx import numpy_helper
 
 
 def _load(result) -> onnx.ModelProto:  # noqa: ANN001

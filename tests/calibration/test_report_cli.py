@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from grm.calibration.cli import app
 from grm.calibration.evaluate import FrameComparison, SequenceComparison
 from grm.calibration.metrics import auc_and_precision, overlap, success_curve
 from grm.calibration.report import NO_DECISIONS, build_report, format_table, write_report
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

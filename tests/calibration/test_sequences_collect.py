@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from grm.calibration import collect
 from grm.calibration.sequences import discover, read_box_file, split_holdout
 from grm.runtime.backends import open_model
