@@ -76,7 +76,7 @@ def export(
     engine: Annotated[
         bool, typer.Option("--engine", help="Also build a TensorRT engine (.plan + .plan.json).")
     ] = False,
-    opset: Annotated[int, typer.Option(help="ONNX opset, 17..21.")] = DEFAULT_OPSET,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 18..21.")] = DEFAULT_OPSET,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Run the parity check against PyTorch.")] = True,
     workspace: Annotated[
         int, typer.Option(min=1, help="TensorRT builder workspace limit in MiB.")

@@ -57,12 +57,14 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
 
 @dataclass
 class ThresholdStats:
-    """Agreement at one threshold over all crop pairs."""
+    """Agreement at one threshold over all crop pairs; ``cross_share_per_block`` is the reference's share of
+    search tokens in the cross group (A) per dividing block, to show the decisions are not degenerate."""
 
     threshold: float
     max_abs: dict[str, float] = field(default_factory=dict)
     decision_agreement: float = 1.0
     decision_agreement_per_block: list[float] = field(default_factory=list)
+    cross_share_per_block: list[float] = field(default_factory=list)
     mean_iou: float = 1.0
     min_iou: float = 1.0
     max_box_error: float = 0.0
@@ -96,9 +98,10 @@ class ParityReport:
         ]
         for s in self.thresholds:
             errs = " ".join(f"{k.removesuffix('_map')} {v:.1e}" for k, v in s.max_abs.items())
+            share = float(np.mean(s.cross_share_per_block)) if s.cross_share_per_block else float("nan")
             lines.append(
                 f"  threshold {s.threshold:<4g} max|err| {errs} | decisions {100 * s.decision_agreement:.2f}% "
-                f"| box IoU mean {s.mean_iou:.4f} min {s.min_iou:.4f}"
+                f"(A share {100 * share:.0f}%) | box IoU mean {s.mean_iou:.4f} min {s.min_iou:.4f}"
             )
         verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
         lines.append(f"  {verdict}")
@@ -173,6 +176,7 @@ class _Accumulator:
         self.threshold = threshold
         self.max_abs = dict.fromkeys(contract.OUTPUT_NAMES, 0.0)
         self.equal: list[NDArray[np.int64]] = []
+        self.cross: list[NDArray[np.float64]] = []
         self.ious: list[float] = []
         self.box_errors: list[float] = []
 
@@ -183,6 +187,7 @@ class _Accumulator:
         if contract.DECISIONS in got:
             same = got[contract.DECISIONS].astype(np.int64) == ref[contract.DECISIONS].astype(np.int64)
             self.equal.append(same.reshape(same.shape[1], -1).sum(axis=1))
+            self.cross.append(ref[contract.DECISIONS].reshape(same.shape[1], -1).mean(axis=1))
             self.tokens = same.shape[-1]
         box_ref, box_got = tracker_box(ref), tracker_box(got)
         self.ious.append(float(iou_xywh(cxcywh_to_xywh(box_ref), cxcywh_to_xywh(box_got))))
@@ -194,6 +199,7 @@ class _Accumulator:
             per_block = np.sum(self.equal, axis=0) / (len(self.equal) * self.tokens)
             stats.decision_agreement_per_block = [float(v) for v in per_block]
             stats.decision_agreement = float(per_block.mean())
+            stats.cross_share_per_block = [float(v) for v in np.mean(self.cross, axis=0)]
         stats.mean_iou, stats.min_iou = float(np.mean(self.ious)), float(np.min(self.ious))
         stats.max_box_error = float(np.max(self.box_errors))
         return stats

@@ -2,14 +2,18 @@
 
 The PyTorch model decides per search token whether it joins the template (class A, "cross") or stays with the
 search tokens (class S), then masks attention with the official eps-softmax. This wrapper computes the same
-decisions from plain comparisons and expresses the three-group policy (spec A.6) as an additive bias on a
-standard softmax, so the graph has fixed shapes, no argsort/TopK/NonZero and no data-dependent branch:
+decisions from plain comparisons and expresses the three-group policy (spec A.6) as a boolean mask that
+selects finite logits for a standard softmax, so the graph has fixed shapes, no argsort/TopK/NonZero and no
+data-dependent branch:
 
 * ``threshold`` is a graph input of shape [1]: ``threshold > 0`` selects ``p(S) < threshold`` (spec A.5),
   otherwise the argmax rule ``logp[A] > logp[S]`` (an exact tie goes to S, like the PyTorch model);
-* blocked query/key pairs get :data:`MASK_BIAS` (finite and FP16-safe, never -inf) before a standard softmax;
-  the official ``eps = 1e-6`` leak to masked keys is dropped, which moves outputs by far less than 1e-5;
-* the query is scaled before ``q @ k^T`` (the pattern TensorRT's fused attention expects).
+* the official masked softmax ``(e*M + eps/N) / (sum(e*M) + eps)`` with ``e = exp(s - rowmax(s))`` equals
+  ``softmax(x)`` for the logits ``x = log(e*M + eps/N) + rowmax(s)``: blocked keys get the finite logit
+  ``f = rowmax(s) + log(eps/N)`` and allowed keys ``logaddexp(s, f)`` (= ``s`` unless ``s`` is ~20 below the
+  row max). So the export keeps the official leak of ``eps/N`` to blocked keys instead of dropping it; this
+  matters only in rows whose maximum is a blocked key, where it is what the official model computes;
+* the query is scaled before ``q @ k^T``; scores, mask and softmax are FP32 (also in the FP16 model).
 
 With ``half=True`` the backbone and head run in FP16 while LayerNorm, the attention softmax, the division
 predictor and the final sigmoid stay FP32 (explicit casts); inputs and outputs stay FP32 (see :mod:`grm.export.fp16`).
@@ -18,6 +22,7 @@ predictor and the final sigmoid stay FP32 (explicit casts); inputs and outputs s
 from __future__ import annotations
 
 import copy
+import math
 from typing import NamedTuple
 
 import torch
@@ -28,8 +33,8 @@ from grm.runtime.errors import ConfigError
 from grm.train.model import GRM
 from grm.train.model.division import target_representation
 
-MASK_BIAS = -1.0e4
-"""Added to blocked attention scores: exp(-1e4) is 0 in FP32 and FP16, and the sum stays inside FP16 range."""
+SOFTMAX_EPS = 1e-6
+"""The official masked softmax's epsilon (spec A.7)."""
 HEAD_BRANCHES = ("ctr", "offset", "size")
 
 
@@ -116,16 +121,15 @@ class StaticGrm(nn.Module):
         heads = attn.num_heads
         qkv = attn.qkv(u).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        scores = (q * attn.scale) @ k.transpose(-2, -1)
-        scores = scores.float()
+        scores = ((q * attn.scale) @ k.transpose(-2, -1)).float()
         if cross is not None:
-            scores = scores + self._policy_bias(cross).unsqueeze(1)
+            scores = masked_logits(scores, self._allowed(cross).unsqueeze(1))
         weights = scores.softmax(dim=-1).to(v.dtype)
         out = (weights @ v).transpose(1, 2).reshape(b, n, c)
         return attn.proj(out)
 
-    def _policy_bias(self, cross: Tensor) -> Tensor:
-        """(B, N, N) FP32: 0 where query (row) may attend key (column), MASK_BIAS elsewhere (spec A.6).
+    def _allowed(self, cross: Tensor) -> Tensor:
+        """(B, N, N) bool: query (row) may attend key (column), spec A.6.
 
         allowed = T_q T_k + S_q S_k + A_k + A_q (1 - A_k): T sees T and A, S sees S and A, A sees everything;
         every token sees itself, so no row is fully blocked.
@@ -134,7 +138,7 @@ class StaticGrm(nn.Module):
         a = torch.cat([torch.zeros_like(t[:, : self.num_template]), cross.float()], dim=1)
         s = 1.0 - t - a
         allowed = _outer(t, t) + _outer(s, s) + a.unsqueeze(1) + _outer(a, 1.0 - a)
-        return (1.0 - allowed) * MASK_BIAS
+        return allowed > 0.5
 
     def _head(self, feat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         maps = []
@@ -145,6 +149,19 @@ class StaticGrm(nn.Module):
             maps.append(x.float())
         ctr, offset, size = maps
         return _sigmoid_clamped(ctr), _sigmoid_clamped(size), offset
+
+
+def masked_logits(scores: Tensor, allowed: Tensor, eps: float = SOFTMAX_EPS) -> Tensor:
+    """Logits whose plain softmax equals the official masked softmax of ``scores`` under ``allowed``.
+
+    ``scores`` (..., N) FP32; ``allowed`` bool, broadcastable. Every value is finite (no -inf).
+    """
+    n = scores.shape[-1]
+    floor = scores.amax(dim=-1, keepdim=True) + math.log(eps / n)
+    hi = torch.maximum(scores, floor)
+    lo = torch.minimum(scores, floor)
+    kept = hi + torch.log(1.0 + torch.exp(lo - hi))  # logaddexp(scores, floor)
+    return torch.where(allowed, kept, floor)
 
 
 def _outer(rows: Tensor, cols: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ from grm.train.model import GRM
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
-MIN_OPSET = onnx_lint.MIN_OPSET
+MIN_OPSET = 18  # the dynamo exporter's ONNX functions start at 18 (it silently returns 18 when asked for 17)
 MAX_OPSET = 21
 EXPORTER = "torch.onnx.export(dynamo=True)"
 SINGLE_FILE_LIMIT_BYTES = 1_800_000_000
@@ -48,7 +48,7 @@ class OnnxExport:
 
 
 def check_opset(opset: int) -> int:
-    """Validate a requested opset (17..21: LayerNormalization needs 17; newer ones are untested with TensorRT)."""
+    """Validate a requested opset: 18..21 (the exporter's floor is 18; newer ones are untested with TensorRT)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ConfigError(f"opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
     return opset

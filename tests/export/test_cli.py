@@ -59,7 +59,7 @@ def test_bad_output_and_opset(tiny_checkpoint: Path, tmp_path: Path) -> None:
     _one_line_error(
         runner.invoke(app, [*base, "--output", str(tmp_path / "m.txt")]), "must end in .onnx, .plan or .engine"
     )
-    _one_line_error(runner.invoke(app, [*base, "--opset", "13"]), "opset 13 is not supported")
+    _one_line_error(runner.invoke(app, [*base, "--opset", "17"]), "opset 17 is not supported")
     _one_line_error(runner.invoke(app, [*base, "--checkpoint", str(tmp_path / "x.pth")]), "checkpoint not found")
 
 

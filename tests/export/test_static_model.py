@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from grm.export.static_model import MASK_BIAS, StaticGrm
+from grm.export.static_model import StaticGrm, masked_logits
 from grm.runtime.errors import ConfigError
-from grm.train.model.division import decide, policy_mask
+from grm.train.model.division import decide, masked_softmax, policy_mask
 
 THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax) and every distinct official preset
 
@@ -44,7 +44,7 @@ def test_threshold_is_data_not_code(tiny_model, tiny_outputs) -> None:
     assert len(set(shares)) == 4
 
 
-def test_policy_bias_equals_official_mask(tiny_model) -> None:
+def test_allowed_mask_equals_official_policy(tiny_model) -> None:
     static = StaticGrm(tiny_model)
     gen = torch.Generator().manual_seed(0)
     cross = torch.rand(3, static.num_search, generator=gen) < 0.4
@@ -52,10 +52,24 @@ def test_policy_bias_equals_official_mask(tiny_model) -> None:
     cross[2] = True  # everybody joins: one-stream attention
     one_hot = torch.nn.functional.one_hot(cross.long(), 2).float()
     official = policy_mask(one_hot, static.num_template)
-    bias = static._policy_bias(cross)
-    assert set(bias.unique().tolist()) <= {0.0, MASK_BIAS}
-    torch.testing.assert_close(bias, (1.0 - official) * MASK_BIAS, atol=0, rtol=0)
-    assert torch.all(bias.diagonal(dim1=1, dim2=2) == 0)
+    allowed = static._allowed(cross)
+    assert allowed.dtype == torch.bool
+    assert torch.equal(allowed, official > 0.5)
+    assert torch.all(allowed.diagonal(dim1=1, dim2=2))
+
+
+@pytest.mark.parametrize("spread", [1.0, 8.0, 40.0])
+def test_masked_logits_reproduce_the_official_eps_softmax(spread: float) -> None:
+    """Plain softmax of the masked logits equals the official eps-softmax, also when a blocked key dominates."""
+    gen = torch.Generator().manual_seed(1)
+    scores = torch.randn(2, 3, 80, 80, generator=gen) * spread
+    mask = (torch.rand(2, 80, 80, generator=gen) < 0.5).float()
+    mask = mask + (1 - mask) * torch.eye(80)  # the diagonal is always allowed
+    scores[..., 0, 5] = scores[..., 0, :].max(dim=-1).values + 30.0  # row 0: a key far above the rest ...
+    mask[:, 0, 5] = 0.0  # ... that is blocked: the official leak decides this row
+    logits = masked_logits(scores, mask.unsqueeze(1) > 0.5)
+    assert torch.isfinite(logits).all()
+    torch.testing.assert_close(logits.softmax(dim=-1), masked_softmax(scores, mask), atol=1e-7, rtol=1e-5)
 
 
 def test_tie_goes_to_search_group_like_the_model() -> None:
