@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from bench_fakes import still_boxes, write_boxes
+from .bench_fakes import still_boxes, write_boxes
 
 from grm.benchmarks.analysis import analyze
 from grm.benchmarks.datasets import open_dataset

@@ -7,8 +7,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from bench_fakes import FakeBackend, open_fake, still_boxes, write_boxes, write_frames
-from test_run import otb_tree
+from .bench_fakes import FakeBackend, open_fake, still_boxes, write_boxes, write_frames
+from .test_run import otb_tree
 from typer.testing import CliRunner
 
 from grm.benchmarks import cli, engine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench_fakes import still_boxes, write_boxes, write_frames
+from .bench_fakes import still_boxes, write_boxes, write_frames
 
 from grm.benchmarks.datasets import DATASETS, env_var_for, open_dataset
 from grm.benchmarks.naming import name_key

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_fakes import BOX, FakeBackend, open_fake, still_boxes, write_boxes, write_frames
+from .bench_fakes import BOX, FakeBackend, open_fake, still_boxes, write_boxes, write_frames
 
 from grm.benchmarks.analysis import analyze
 from grm.benchmarks.datasets import open_dataset

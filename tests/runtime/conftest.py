@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_fakes import build_model, square_frames, write_folder, write_video
+from .runtime_fakes import build_model, square_frames, write_folder, write_video
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime_fakes import DEPTH, SIZE_NORM
+from .runtime_fakes import DEPTH, SIZE_NORM
 
 PLAN_BYTES = b"fake-tensorrt-plan"
 
