@@ -102,3 +102,25 @@ def test_strip_output_removes_only_the_decisions_branch(tiny_fp32_export) -> Non
 def test_unsupported_opset_is_refused(opset: int) -> None:
     with pytest.raises(ConfigError, match=f"opset {opset} is not supported; choose 18..21"):
         check_opset(opset)
+
+
+@pytest.mark.parametrize(("track_file", "dataset"), [("track_lasot.npz", "lasot"), ("track_otb.npz", "otb")])
+def test_exported_file_tracks_like_the_official_tracker(
+    tiny_fp32_export, upstream_tiny: Path, track_file, dataset
+) -> None:
+    """Export -> runtime backend -> Tracker reproduces the official tracker's boxes (fixture) to 1e-3 px."""
+    from grm.runtime.backends import open_model
+    from grm.runtime.tracker import Tracker
+
+    with np.load(upstream_tiny / "sequence.npz") as seq, np.load(upstream_tiny / track_file) as ref:
+        frames, gt, expected = seq["frames"], seq["gt"], ref["boxes"]
+        threshold = float(ref["threshold"])
+    backend = open_model(tiny_fp32_export.path, backend="onnxruntime", config="tiny", threads=1)
+    try:
+        assert backend.metadata.tracker.threshold_for(dataset) == threshold
+        tracker = Tracker(backend, threshold=threshold)
+        tracker.initialize(frames[0], gt[0].tolist())
+        boxes = [list(gt[0])] + [list(tracker.track(frame).box_xywh) for frame in frames[1:]]
+    finally:
+        backend.close()
+    np.testing.assert_allclose(np.asarray(boxes), expected, atol=1e-3, rtol=0)
