@@ -109,8 +109,7 @@ def export_onnx(
     if not with_decisions:
         full = proto.SerializeToString()
         strip_output(proto, contract.DECISIONS)
-    _save_atomic(proto, target)
-    verify_file(target, precision)
+    _save_verified(proto, target, precision)
     return OnnxExport(target, meta, onnx_lint.op_census(target), full)
 
 
@@ -169,8 +168,11 @@ def _check_opset_kept(proto: onnx.ModelProto, opset: int) -> None:
         )
 
 
-def _save_atomic(proto: onnx.ModelProto, target: Path) -> None:
-    """Single file when it fits; otherwise weights go to ``<name>.data`` beside it (written before the graph)."""
+def _save_verified(proto: onnx.ModelProto, target: Path, precision: str) -> None:
+    """Write beside ``target``, run checker and lint on that file, then move it into place (atomic).
+
+    Single file when it fits; otherwise the weights go to ``<name>.data`` beside it, written first.
+    """
     external = proto.ByteSize() > SINGLE_FILE_LIMIT_BYTES
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -180,6 +182,10 @@ def _save_atomic(proto: onnx.ModelProto, target: Path) -> None:
             onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=location)
         else:
             onnx.save_model(proto, tmp)
+        try:
+            verify_file(tmp, precision)
+        except ArtifactMismatchError as e:
+            raise ArtifactMismatchError(f"export of {target} rejected: {e}") from e
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
