@@ -25,7 +25,8 @@ HELP = (
     "--data: sequence folders (groundtruth_rect.txt or groundtruth.txt + img/), folders of them, or videos with a "
     ".txt box file. Default hold-out: every second sequence in name order.\n\n"
     f"--exclude (repeatable) replaces the default {' '.join(DEFAULT_EXCLUDE)}: groups @predictor @attention "
-    "@head @head-last @patch-embed, or shell patterns on node names / op types ('*divide_predict*', Conv)."
+    "@head @head-last @patch-embed, or shell patterns on node names / op types ('*divide_predict*', Conv); "
+    "--exclude none quantises every Conv/MatMul/Gemm."
 )
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=HELP, no_args_is_help=True)
 
@@ -85,7 +86,7 @@ def calibrate(
     try:
         options = CalibrateOptions(
             model=model, data=tuple(data), output=output, samples=samples, max_auc_drop=max_auc_drop,
-            quantize=QuantizeOptions(method=method, exclude=tuple(exclude) if exclude else DEFAULT_EXCLUDE),
+            quantize=QuantizeOptions(method=method, exclude=_exclusions(exclude)),
             holdout=tuple(holdout or ()), threshold=threshold, dataset=dataset, cache_dir=cache_dir,
             max_frames=max_frames, eval_frames=eval_frames, threads=threads or None, report=report,
         )  # fmt: skip
@@ -106,6 +107,12 @@ def calibrate(
     except GrmError as e:
         typer.echo(f"grm-calibrate: error: {e}", err=True)
         raise typer.Exit(2) from e
+
+
+def _exclusions(patterns: list[str] | None) -> tuple[str, ...]:
+    if not patterns:
+        return DEFAULT_EXCLUDE
+    return tuple(p for p in patterns if p != "none")
 
 
 def main() -> None:

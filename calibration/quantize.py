@@ -5,8 +5,9 @@ QDQ format, INT8 activations and weights, ``ActivationSymmetric``/``WeightSymmet
 no bias quantisation, weights kept as FP32 initializers behind a Q/DQ pair (``AddQDQPairToWeight``), as the
 TensorRT-guided options of NVIDIA's ModelOpt pass them to ONNX Runtime. Only Conv/MatMul/Gemm are quantised.
 
-``quant_pre_process`` (shape inference + graph clean-up, which fuses MatMul+Add into Gemm) runs first; when
-it fails on a model the original graph is quantised instead and the result records that.
+``quant_pre_process`` (shape inference + graph clean-up, which fuses MatMul+Add into Gemm) runs first, without
+symbolic shape inference when that fails; when both fail the graph is quantised as exported, and the result
+records which happened.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,13 @@ class QuantizeOptions:
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    """What quantisation did: the written model's metadata, excluded and quantised nodes."""
+    """What quantisation did: the written model's metadata, excluded and quantised nodes, pre-processing mode."""
 
     output: Path
     metadata: ModelMetadata
     excluded: list[str]
     quantized: list[str]
-    preprocessed: bool
+    preprocessed: str
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -133,16 +134,25 @@ class CropReader:
         return self._calib.feed(i)
 
 
-def preprocess(src: Path, dst: Path) -> bool:
-    """``quant_pre_process`` into ``dst``; False (and ``dst`` = copy of ``src``) when it fails on this graph."""
+PREPROCESS_ERRORS = (RuntimeError, ValueError, KeyError, TypeError, AssertionError, onnx.checker.ValidationError)
+
+
+def preprocess(src: Path, dst: Path) -> str:
+    """``quant_pre_process`` into ``dst``; returns how: ``full``, ``no-symbolic-shapes`` or ``none``.
+
+    ONNX Runtime's symbolic shape inference fails on some exporters' graphs (dynamo's Expand), so a second try
+    skips it; the graph clean-up (MatMul+Add -> Gemm) still runs. When both fail ``dst`` is a plain copy.
+    """
     quantization = import_quantization()
-    try:
-        quantization.quant_pre_process(str(src), str(dst))
-        return True
-    except (RuntimeError, ValueError, KeyError, TypeError, AssertionError, onnx.checker.ValidationError) as e:
-        log.warning("quant_pre_process failed (%s: %s); quantising the graph as exported", type(e).__name__, e)
-        onnx.save(onnx.load(str(src)), str(dst))
-        return False
+    for mode, skip_symbolic in (("full", False), ("no-symbolic-shapes", True)):
+        try:
+            quantization.quant_pre_process(str(src), str(dst), skip_symbolic_shape=skip_symbolic)
+            return mode
+        except PREPROCESS_ERRORS as e:
+            log.info("quant_pre_process (%s) failed: %s: %s", mode, type(e).__name__, e)
+    log.warning("quant_pre_process failed on this graph; quantising it as exported")
+    onnx.save(onnx.load(str(src)), str(dst))
+    return "none"
 
 
 def _calibrator_options(options: QuantizeOptions) -> dict[str, Any]:
@@ -176,6 +186,27 @@ def _method(q: Any, name: str) -> Any:
             "percentile": q.CalibrationMethod.Percentile}[name]  # fmt: skip
 
 
+class _DropAdvice(logging.Filter):
+    """Drops ONNX Runtime's 'consider pre-processing' advice: :func:`preprocess` already tried and logged why not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_advice() -> Iterator[None]:
+    root = logging.getLogger()
+    advice = _DropAdvice()
+    handlers = [root, *root.handlers]
+    for h in handlers:
+        h.addFilter(advice)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(advice)
+
+
 def quantize_static_qdq(
     src: Path, dst: Path, ranges_file: Path, excluded: Sequence[str], options: QuantizeOptions
 ) -> None:
@@ -189,8 +220,16 @@ def quantize_static_qdq(
         "DedicatedQDQPair": False,
         "ForceQuantizeNoInputCheck": True,
         "OpTypesToExcludeOutputQuantization": [] if options.quantize_outputs else list(options.op_types),
-        "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1, "MatMul": 1, "Gemm": 0},
+        # Output-channel axes; Gemm's follows its transB attribute (ONNX Runtime picks it).
+        "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1, "MatMul": 1},
     }
+    with _quiet_advice():
+        _quantize_static(q, src, dst, ranges_file, excluded, options, extra)
+
+
+def _quantize_static(
+    q: Any, src: Path, dst: Path, ranges_file: Path, excluded: Sequence[str], options: QuantizeOptions, extra: dict
+) -> None:
     q.quantize_static(
         str(src), str(dst), None, calibration_cache_path=str(ranges_file),
         quant_format=q.QuantFormat.QDQ, per_channel=True, reduce_range=False,
@@ -257,8 +296,8 @@ def quantize(
     fp32 = check_fp32_export(model_path)
     with tempfile.TemporaryDirectory(prefix="grm-calib-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        done = preprocess(Path(model_path), pre) if options.preprocess else False
-        model = onnx.load(str(pre if done else model_path))
+        done = preprocess(Path(model_path), pre) if options.preprocess else "none"
+        model = onnx.load(str(pre if done != "none" else model_path))
         ensure_node_names(model)
         onnx.save(model, str(pre))
         excluded = resolve_exclusions(model, options.exclude)

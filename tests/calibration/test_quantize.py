@@ -41,7 +41,7 @@ def test_groups_find_grm_parts_by_structure(tiny_onnx: Path) -> None:
         resolve_exclusions(model, ["@mlp"])
 
 
-def test_qdq_is_symmetric_int8_with_zero_points_zero(tiny_int8) -> None:
+def test_qdq_is_symmetric_int8_with_zero_points_zero(tiny_onnx: Path, tiny_int8) -> None:
     model = _load(tiny_int8)
     inits = _initializers(model)
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
@@ -50,11 +50,22 @@ def test_qdq_is_symmetric_int8_with_zero_points_zero(tiny_int8) -> None:
         zero_point = inits[node.input[2]]
         assert zero_point.dtype == np.int8, node.name
         assert not zero_point.any(), node.name
-    # weights: per output channel (one scale per Conv filter / MatMul-Gemm output column)
-    per_channel = [inits[n.input[1]].size for n in qdq if n.op_type == "QuantizeLinear" and n.input[0] in inits
-                   and inits[n.input[0]].ndim >= 2]  # fmt: skip
-    assert per_channel and all(size > 1 for size in per_channel)
-    assert tiny_int8.preprocessed and len(tiny_int8.quantized) > 20
+    # weights: one scale per output channel (Conv filters, MatMul/Gemm output columns)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    checked = 0
+    for node in model.graph.node:
+        dq = producer.get(node.input[1]) if node.op_type in ("Conv", "MatMul", "Gemm") else None
+        quant = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if quant is None or quant.input[0] not in inits:
+            continue
+        weight, scale = inits[quant.input[0]], inits[dq.input[1]]
+        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+        outputs = weight.shape[0] if node.op_type == "Conv" or trans_b else weight.shape[1]
+        assert scale.shape == (outputs,), node.name
+        checked += 1
+    attention = set(resolve_group(onnx.load(str(tiny_onnx)), "attention"))  # activation x activation: no weights
+    assert checked == len(set(tiny_int8.quantized) - attention) == 18  # 16 linear layers + 2 patch embeddings
+    assert tiny_int8.preprocessed == "full" and len(tiny_int8.quantized) > 20
 
 
 def test_excluded_nodes_stay_float(tiny_int8) -> None:
@@ -102,6 +113,6 @@ def test_only_fp32_grm_exports_are_accepted(tiny_onnx: Path, tiny_int8, tmp_path
 def test_exclusion_list_is_overridable(tiny_onnx: Path, calib_set, tmp_path: Path) -> None:
     options = QuantizeOptions(exclude=("@attention", "*conv5_*"), preprocess=False)
     result = quantize(tiny_onnx, calib_set, tmp_path / "custom.onnx", options)
-    assert not result.preprocessed and len(result.excluded) == 8 + 3
+    assert result.preprocessed == "none" and len(result.excluded) == 8 + 3
     assert any("divide_predict" in n for n in result.quantized)  # the predictor is quantised now
     assert not any("conv5" in n for n in result.quantized)
