@@ -110,3 +110,29 @@ def test_calibration_never_imports_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_engine_hand_off_reports_a_missing_tensorrt_in_one_line(tiny_int8, tmp_path: Path) -> None:
+    import importlib.util
+
+    from grm.calibration.pipeline import build_engine, engine_command
+    from grm.runtime.errors import BackendUnavailableError
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed; the GPU test below covers the build")
+    command = engine_command(tiny_int8.output, tmp_path / "t.plan")
+    assert command[0] == sys.executable and command[-2:] == [str(tiny_int8.output), str(tmp_path / "t.plan")]
+    with pytest.raises(BackendUnavailableError, match="TensorRT engine build failed: .*tensorrt") as info:
+        build_engine(tiny_int8.output, tmp_path / "t.plan")
+    assert "\n" not in str(info.value) and not (tmp_path / "t.plan").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_int8_qdq_model_builds_a_tensorrt_engine(tiny_int8, tmp_path: Path) -> None:
+    pytest.importorskip("tensorrt")
+    from grm.calibration.pipeline import build_engine
+    from grm.runtime.backends.manifest import manifest_path
+
+    plan = build_engine(tiny_int8.output, tmp_path / "tiny_int8.plan")
+    assert plan.stat().st_size > 0 and manifest_path(plan).is_file()
