@@ -269,6 +269,23 @@ def summarize(curves: Sequence[Curves], overlap: Array) -> Summary:
     )
 
 
+def score_boxes(
+    preds: Sequence[Array], gts: Sequence[Array], tag: str = "default",
+    visible: Sequence[NDArray[np.bool_] | None] | None = None,
+) -> Summary:
+    """Scores in percent of in-memory one-pass results under the ``pytracking`` rules of dataset ``tag``.
+
+    For callers that hold boxes rather than result folders (training validation, INT8 reports); sequences
+    weigh equally. ``visible`` gives per-sequence target visibility where the data has it.
+    """
+    vis = visible if visible is not None else [None] * len(preds)
+    curves = [
+        sequence_curves(pytracking_errors(p, g, tag, v, where=f"sequence {i}"), PYTRACKING_OVERLAP, PYTRACKING_NORM)
+        for i, (p, g, v) in enumerate(zip(preds, gts, vis, strict=True))
+    ]
+    return summarize(curves, PYTRACKING_OVERLAP)
+
+
 def rect_iou_bounded(a: Array, b: Array, bound: tuple[int, int] | None = None) -> Array:
     """GOT-10k toolkit IoU: continuous corners, both boxes clipped to the (width, height) image first."""
     a, b = np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)

@@ -8,7 +8,7 @@ Numbers (see :mod:`grm.calibration.evaluate` for the two passes):
 * ``iou_same_input``: IoU of the two decoded boxes on the same crop, per frame;
 * ``iou_trajectory``: IoU of the INT8 tracker's box with the FP32 tracker's box, per frame, each tracking alone;
 * ``auc``/``precision``: one-pass success AUC and precision @ 20 px in percent (pytracking rules,
-  :mod:`grm.calibration.metrics`) of both models against the ground truth of the same sequences.
+  :func:`grm.benchmarks.metrics.score_boxes`) of both models against the ground truth of the same sequences.
 
 The gate fails when ``auc_fp32 - auc_int8`` exceeds ``max_auc_drop`` percentage points.
 """

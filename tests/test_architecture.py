@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 # package folder -> grm packages it may import
 ALLOWED = {
     "runtime": {"runtime"},
-    "calibration": {"runtime", "calibration"},
+    "calibration": {"runtime", "calibration", "benchmarks"},
     "benchmarks": {"runtime", "benchmarks"},
     "train": {"runtime", "train", "benchmarks"},
     "export": {"runtime", "train", "export"},

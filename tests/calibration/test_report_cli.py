@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from grm.calibration.cli import app
 from grm.calibration.evaluate import FrameComparison, SequenceComparison
-from grm.calibration.metrics import auc_and_precision, overlap, success_curve
+from grm.calibration.metrics import auc_and_precision
 from grm.calibration.report import NO_DECISIONS, build_report, format_table, write_report
 
 runner = CliRunner()
@@ -22,15 +22,15 @@ runner = CliRunner()
 
 def test_success_and_precision_by_hand() -> None:
     gt = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 0, 10]], dtype=float)
-    pred = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [0, 0, 10, 10]], dtype=float)
-    np.testing.assert_allclose(overlap(pred, gt), [1.0, 1 / 3, -1.0])
-    # IoU 1 beats 20 of the 21 thresholds (not 1.0: strictly greater); IoU 1/3 beats 0 ... 0.30 (7); invalid: none
-    np.testing.assert_allclose(success_curve(pred, gt).sum() * 3, 20 + 7)
+    pred = np.array([[3, 3, 10, 10], [5, 0, 10, 10], [0, 0, 10, 10]], dtype=float)
+    # frame 0 is forced to the ground truth (IoU 1 beats 20 of the 21 thresholds, not 1.0: strictly greater);
+    # IoU 1/3 beats 0 ... 0.30 (7); frame 2 has invalid ground truth and is left out of the denominator
     auc, prec = auc_and_precision([pred], [gt])
-    assert auc == pytest.approx(100 * 27 / 63) and prec == pytest.approx(200 / 3)
+    assert auc == pytest.approx(100 * 27 / 42) and prec == pytest.approx(100.0)
     # sequences weigh equally, whatever their length
-    auc2, _ = auc_and_precision([pred[:1], pred[1:2]], [gt[:1], gt[1:2]])
-    assert auc2 == pytest.approx(100 * (20 / 21 + 7 / 21) / 2)
+    auc2, _ = auc_and_precision([pred[:2], pred[:1]], [gt[:2], gt[:1]])
+    assert auc2 == pytest.approx(100 * (27 / 42 + 20 / 21) / 2)
+    assert all(np.isnan(auc_and_precision([], [])))
 
 
 def _comparison(name: str, shift: float, with_decisions: bool) -> SequenceComparison:
