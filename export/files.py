@@ -27,6 +27,18 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_default_mode(path: str | Path) -> None:
+    """Give a file created by ``mkstemp`` (mode 0600) the permissions a plain ``open`` would (0666 & ~umask)."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 @contextmanager
 def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one step, on error it is removed."""
@@ -38,6 +50,7 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        make_default_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from grm.export import onnx_lint
+from grm.export.files import make_default_mode
 from grm.export.fp16 import FP16_POLICY, check_fp32_islands
 from grm.export.metadata import build_metadata, write_metadata
 from grm.export.static_model import StaticGrm
@@ -186,6 +187,7 @@ def _save_verified(proto: onnx.ModelProto, target: Path, precision: str) -> None
             verify_file(tmp, precision)
         except ArtifactMismatchError as e:
             raise ArtifactMismatchError(f"export of {target} rejected: {e}") from e
+        make_default_mode(tmp)
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import pytest
 from onnx import TensorProto
 
 from grm.export import parity
+from grm.export.files import current_umask
 from grm.export.metadata import read_metadata
 from grm.export.onnx_lint import DENIED_OPS, lint
 from grm.export.parity_data import crop_pairs
@@ -42,6 +43,7 @@ def test_graph_follows_the_contract(tiny_fp32_export) -> None:
 def test_single_file_static_and_lint_clean(tiny_fp32_export) -> None:
     path = tiny_fp32_export.path
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no .onnx.data, no temporary leftovers
+    assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # not mkstemp's 0600
     assert lint(path) == []
     ops = set(tiny_fp32_export.op_counts)
     assert not ops & (set(DENIED_OPS) | {"TopK", "ArgMax", "NonZero", "OneHot", "ScatterND"})

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from grm.export import weights
+from grm.export.files import current_umask
 from grm.runtime.errors import CheckpointError, ConfigError, InputError
 
 
@@ -67,6 +68,7 @@ def test_fill_from_zip_maps_official_folders(tmp_path: Path, prefix: str) -> Non
     assert (home / "weights" / "vitb_256_got.pth.tar").read_bytes() == b"G" * 10
     assert weights.resolve_checkpoint("vitl_320", home=home).read_bytes() == b"L" * 20
     assert (3000, 3000) in seen
+    assert (home / "weights" / "vitb_256.pth.tar").stat().st_mode & 0o777 == 0o666 & ~current_umask()
     assert not list((home / "weights").glob(".*tmp"))
 
 
