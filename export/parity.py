@@ -131,6 +131,7 @@ def compare(
     model.eval()
     total, done = len(thresholds) * len(pairs), 0
     has_decisions = contract.DECISIONS in [o.name for o in session.get_outputs()]
+    wants_mask = contract.TEMPLATE_MASK in [i.name for i in session.get_inputs()]
     stats = []
     for threshold in thresholds:
         acc = _Accumulator(threshold)
@@ -140,6 +141,8 @@ def compare(
                 contract.SEARCH: pair.search,
                 contract.THRESHOLD: np.array([threshold], dtype=np.float32),
             }
+            if wants_mask:
+                feeds[contract.TEMPLATE_MASK] = pair.template_mask
             got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
             if not has_decisions and decisions_session is not None:
                 got[contract.DECISIONS] = decisions_session.run([contract.DECISIONS], feeds)[0]
@@ -152,8 +155,11 @@ def compare(
 
 
 def _reference(model: GRM, pair: CropPair, threshold: float) -> dict[str, NDArray[np.generic]]:
+    mask = torch.from_numpy(pair.template_mask)
     with torch.no_grad():
-        out = model(torch.from_numpy(pair.template), torch.from_numpy(pair.search), threshold, return_decisions=True)
+        out = model(
+            torch.from_numpy(pair.template), torch.from_numpy(pair.search), threshold, mask, return_decisions=True
+        )
     return {
         contract.SCORE_MAP: out.score_map.numpy(),
         contract.SIZE_MAP: out.size_map.numpy(),

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from grm.runtime.crop import normalize, sample_target
 from grm.runtime.errors import DatasetError
+from grm.runtime.geometry import box_to_crop_xywh, template_box_mask
 from grm.runtime.params import TrackerParams
 
 ENV_DATA = "GRM_PARITY_DATA"
@@ -25,11 +26,13 @@ ENV_DATA = "GRM_PARITY_DATA"
 
 @dataclass(frozen=True)
 class CropPair:
-    """One network input pair: normalised float32 template (1,3,T,T) and search (1,3,S,S)."""
+    """One network input pair: normalised float32 template (1,3,T,T) and search (1,3,S,S), plus the template
+    box mask (1, Nz) that roimax/roiavg models read (spec A.9)."""
 
     name: str
     template: NDArray[np.float32]
     search: NDArray[np.float32]
+    template_mask: NDArray[np.float32]
 
 
 def crop_pairs(params: TrackerParams, data_dir: Path | None, per_sequence: int = 2) -> tuple[list[CropPair], str]:
@@ -71,9 +74,11 @@ def _pairs_of_sequence(seq: Path, params: TrackerParams, count: int) -> list[Cro
     n = min(len(frames), len(boxes))
     if n < 2:
         raise DatasetError(f"{seq} has {n} usable frames; need at least 2")
-    template = _crop(read_rgb(frames[0]), boxes[0], params, search=False)
+    template, mask = _template(read_rgb(frames[0]), boxes[0], params)
     picks = np.unique(np.linspace(1, n - 1, num=count).round().astype(int))
-    return [CropPair(f"{seq.name}#{k}", template, _crop(read_rgb(frames[k]), boxes[k - 1], params)) for k in picks]
+    return [
+        CropPair(f"{seq.name}#{k}", template, _crop(read_rgb(frames[k]), boxes[k - 1], params), mask) for k in picks
+    ]
 
 
 def read_boxes(path: Path) -> list[list[float]]:
@@ -94,14 +99,19 @@ def read_rgb(path: Path) -> NDArray[np.uint8]:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _crop(
-    frame: NDArray[np.uint8], box: list[float], params: TrackerParams, search: bool = True
-) -> NDArray[np.float32]:
-    """Normalised network input cut like the tracker: search crops with the search factor/size, else template."""
-    factor, size = (
-        (params.search_factor, params.search_size) if search else (params.template_factor, params.template_size)
-    )
-    return normalize(sample_target(frame, box, factor, size).image, params.mean, params.std)
+def _crop(frame: NDArray[np.uint8], box: list[float], params: TrackerParams) -> NDArray[np.float32]:
+    """Normalised search input cut like the tracker."""
+    return normalize(sample_target(frame, box, params.search_factor, params.search_size).image, params.mean, params.std)
+
+
+def _template(
+    frame: NDArray[np.uint8], box: list[float], params: TrackerParams
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Normalised template input and its box mask (1, Nz), as the tracker's initialize makes them."""
+    crop = sample_target(frame, box, params.template_factor, params.template_size)
+    box_in_crop = box_to_crop_xywh(box, box, crop.resize_factor, params.template_size, normalize=True)
+    mask = template_box_mask(box_in_crop, params.template_feat_size)[None]
+    return normalize(crop.image, params.mean, params.std), mask
 
 
 def synthetic_pairs(params: TrackerParams, count: int = 4, seed: int = 0) -> list[CropPair]:
@@ -112,8 +122,10 @@ def synthetic_pairs(params: TrackerParams, count: int = 4, seed: int = 0) -> lis
     texture = (rng.rand(24, 32, 3) * 255).astype(np.uint8)
     boxes = [[120.0 + 9 * k, 90.0 + 5 * np.sin(k), 32.0, 24.0] for k in range(count + 1)]
     frames = [_draw(background, texture, box) for box in boxes]
-    template = _crop(frames[0], boxes[0], params, search=False)
-    return [CropPair(f"synthetic#{k}", template, _crop(frames[k], boxes[k - 1], params)) for k in range(1, count + 1)]
+    template, mask = _template(frames[0], boxes[0], params)
+    return [
+        CropPair(f"synthetic#{k}", template, _crop(frames[k], boxes[k - 1], params), mask) for k in range(1, count + 1)
+    ]
 
 
 def _smooth_background(rng: np.random.RandomState, height: int, width: int) -> NDArray[np.uint8]:

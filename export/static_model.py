@@ -59,13 +59,12 @@ class StaticGrm(nn.Module):
     def __init__(self, model: GRM, with_decisions: bool = False, half: bool = False) -> None:
         super().__init__()
         target_type = model.backbone.target_type
-        if target_type not in ("allmax", "allavg"):
-            raise ConfigError(f"target type {target_type!r} needs a template box mask, which the ONNX contract lacks")
         model.eval()
         # The FP16 variant casts weights, so it works on copies (the GRM itself holds an un-copyable config).
         self.backbone = copy.deepcopy(model.backbone) if half else model.backbone
         self.box_head = copy.deepcopy(model.box_head) if half else model.box_head
         self.target_type = target_type
+        self.uses_template_mask = target_type.startswith("roi")
         self.with_decisions = with_decisions
         self.compute_dtype = torch.float16 if half else torch.float32
         self.feat_size = model.feat_size
@@ -78,8 +77,15 @@ class StaticGrm(nn.Module):
             half_keeping_islands([self.backbone, self.box_head], keep_fp32=predictors)
         self.eval()
 
-    def forward(self, template: Tensor, search: Tensor, threshold: Tensor) -> StaticOutput:
-        """template (B,3,T,T), search (B,3,S,S) normalised RGB float32; threshold [1] float32."""
+    def forward(
+        self, template: Tensor, search: Tensor, threshold: Tensor, template_mask: Tensor | None = None
+    ) -> StaticOutput:
+        """template (B,3,T,T), search (B,3,S,S) normalised RGB float32; threshold [1] float32.
+
+        ``template_mask`` (B, Nz) float32 0/1 is required by (and only read by) ``roimax``/``roiavg`` models.
+        """
+        if self.uses_template_mask and template_mask is None:
+            raise ConfigError(f"target type {self.target_type!r} needs the template_mask input (B, Nz)")
         bb = self.backbone
         dt = self.compute_dtype
         z = bb.patch_embed(template.to(dt)) + bb.pos_embed_z
@@ -87,7 +93,7 @@ class StaticGrm(nn.Module):
         tokens = torch.cat([z, x], dim=1)
         decisions = []
         for block in bb.blocks:
-            tokens, cross = self._block(block, tokens, threshold)
+            tokens, cross = self._block(block, tokens, threshold, template_mask)
             if cross is not None:
                 decisions.append(cross)
         tokens = _layer_norm(bb.norm, tokens)
@@ -98,18 +104,21 @@ class StaticGrm(nn.Module):
             return StaticOutput(score, size, offset)
         return StaticOutput(score, size, offset, torch.stack(decisions, dim=1).to(torch.int32))
 
-    def _block(self, block: nn.Module, x: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor | None]:
+    def _block(
+        self, block: nn.Module, x: Tensor, threshold: Tensor, template_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         u = _layer_norm(block.norm1, x)
         attn = block.attn
-        cross = self._decide(attn.divide_predict, u, threshold) if attn.divide else None
+        cross = self._decide(attn.divide_predict, u, threshold, template_mask) if attn.divide else None
         x = x + self._attention(attn, u, cross)
         return x + block.mlp(_layer_norm(block.norm2, x)), cross
 
-    def _decide(self, predictor: nn.Module, u: Tensor, threshold: Tensor) -> Tensor:
+    def _decide(self, predictor: nn.Module, u: Tensor, threshold: Tensor, template_mask: Tensor | None) -> Tensor:
         """Bool (B, Nx): search token joins the template group (class A). Runs in FP32."""
         u32 = u.float()
         u_z, u_x = u32[:, : self.num_template], u32[:, self.num_template :]
-        target = target_representation(u_z, self.target_type).expand(-1, self.num_search, -1)
+        mask = template_mask.float() if self.uses_template_mask and template_mask is not None else None
+        target = target_representation(u_z, self.target_type, mask).expand(-1, self.num_search, -1)
         log_probs = predictor(torch.cat([u_x, target], dim=-1))
         by_argmax = log_probs[..., 1] > log_probs[..., 0]
         by_threshold = log_probs.softmax(dim=-1)[..., 0] < threshold

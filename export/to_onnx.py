@@ -55,13 +55,23 @@ def check_opset(opset: int) -> int:
     return opset
 
 
-def dummy_inputs(model: GRM, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Contract-shaped example inputs (template, search, threshold) for tracing; values do not matter."""
-    shapes = contract.input_shapes(model.config.tracker)
+def input_names(model: GRM) -> list[str]:
+    """Graph inputs: the contract's three, plus ``template_mask`` for roimax/roiavg models."""
+    names = list(contract.INPUT_NAMES)
+    return names + [contract.TEMPLATE_MASK] if model.config.model.target_type.startswith("roi") else names
+
+
+def dummy_inputs(model: GRM) -> tuple[torch.Tensor, ...]:
+    """Contract-shaped example inputs in :func:`input_names` order, for tracing; values do not matter."""
+    params = model.config.tracker
+    shapes = contract.input_shapes(params)
     gen = torch.Generator().manual_seed(0)
-    template = torch.randn(shapes[contract.TEMPLATE], generator=gen, dtype=dtype)
-    search = torch.randn(shapes[contract.SEARCH], generator=gen, dtype=dtype)
-    return template, search, torch.zeros(shapes[contract.THRESHOLD], dtype=dtype)
+    template = torch.randn(shapes[contract.TEMPLATE], generator=gen)
+    search = torch.randn(shapes[contract.SEARCH], generator=gen)
+    inputs = (template, search, torch.zeros(shapes[contract.THRESHOLD]))
+    if contract.TEMPLATE_MASK in input_names(model):
+        inputs += (torch.ones(1, params.template_feat_size**2),)
+    return inputs
 
 
 def export_onnx(
@@ -100,7 +110,7 @@ def export_onnx(
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".grm-export-", dir=target.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
-        _torch_export(static, dummy_inputs(model), raw, opset)
+        _torch_export(static, dummy_inputs(model), input_names(model), raw, opset)
         proto = onnx.load(str(raw))
     _check_opset_kept(proto, opset)
     if precision == "fp16":
@@ -121,7 +131,9 @@ def _provenance(precision: str) -> dict[str, str]:
     return extra
 
 
-def _torch_export(static: StaticGrm, inputs: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+def _torch_export(
+    static: StaticGrm, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path, opset: int
+) -> None:
     outputs = [*contract.OUTPUT_NAMES, contract.DECISIONS]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # exporter chatter about internals; the checker and lint judge the result
@@ -129,7 +141,7 @@ def _torch_export(static: StaticGrm, inputs: tuple[torch.Tensor, ...], path: Pat
             static,
             inputs,
             str(path),
-            input_names=list(contract.INPUT_NAMES),
+            input_names=names,
             output_names=outputs,
             opset_version=opset,
             dynamo=True,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from grm.export.static_model import StaticGrm, masked_logits
 from grm.runtime.errors import ConfigError
+from grm.train import build_model
 from grm.train.model.division import decide, masked_softmax, policy_mask
 
 THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax) and every distinct official preset
@@ -79,13 +82,31 @@ def test_tie_goes_to_search_group_like_the_model() -> None:
     assert not by_argmax.any()
 
 
-def test_roi_target_types_are_refused(tiny_model) -> None:
-    tiny_model.backbone.target_type = "roimax"
-    try:
-        with pytest.raises(ConfigError, match="needs a template box mask"):
-            StaticGrm(tiny_model)
-    finally:
-        tiny_model.backbone.target_type = "allmax"
+@pytest.mark.parametrize("target_type", ["roimax", "roiavg"])
+def test_roi_target_types_read_the_template_mask(tiny_model, tiny_outputs, target_type: str) -> None:
+    roi = roi_model(tiny_model, target_type)
+    static = StaticGrm(roi, with_decisions=True)
+    template = torch.from_numpy(tiny_outputs["template"])
+    search = torch.from_numpy(tiny_outputs["search"])
+    mask = torch.zeros(2, 16)
+    mask[:, 5:7] = 1.0
+    with torch.no_grad():
+        ref = roi(template, search, 0.0, mask, return_decisions=True)
+        out = static(template, search, torch.tensor([0.0]), mask)
+        plain = static(template, search, torch.tensor([0.0]), torch.ones(2, 16))
+    assert torch.equal(out.decisions, ref.decisions.to(torch.int32))
+    torch.testing.assert_close(out.score_map, ref.score_map, atol=1e-5, rtol=0)
+    assert not torch.equal(out.decisions, plain.decisions)  # the mask matters
+    with pytest.raises(ConfigError, match="needs the template_mask input"):
+        static(template, search, torch.tensor([0.0]))
+
+
+def roi_model(model, target_type: str):  # noqa: ANN001, ANN201 (GRM)
+    """The tiny network with the same weights but a roi* target representation (no released config uses one)."""
+    config = dataclasses.replace(model.config, model=dataclasses.replace(model.config.model, target_type=target_type))
+    roi = build_model(config)
+    roi.load_state_dict(model.state_dict())
+    return roi.eval()
 
 
 def test_half_variant_keeps_islands_in_fp32_and_leaves_source_untouched(tiny_model) -> None:

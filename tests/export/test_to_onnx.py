@@ -14,7 +14,7 @@ from grm.export.files import current_umask
 from grm.export.metadata import read_metadata
 from grm.export.onnx_lint import DENIED_OPS, lint
 from grm.export.parity_data import crop_pairs
-from grm.export.to_onnx import check_opset, strip_output
+from grm.export.to_onnx import check_opset, export_onnx, strip_output
 from grm.runtime import contract
 from grm.runtime.errors import ConfigError
 from grm.runtime.version import __version__
@@ -126,3 +126,22 @@ def test_exported_file_tracks_like_the_official_tracker(
     finally:
         backend.close()
     np.testing.assert_allclose(np.asarray(boxes), expected, atol=1e-3, rtol=0)
+
+
+def test_roimax_model_exports_with_template_mask_input(tiny_model, tmp_path: Path) -> None:
+    from grm.runtime.backends import open_model
+
+    from .test_static_model import roi_model
+
+    roi = roi_model(tiny_model, "roimax")
+    exported = export_onnx(roi, tmp_path / "roi.onnx")
+    model = onnx.load(str(exported.path))
+    assert [i.name for i in model.graph.input] == [*contract.INPUT_NAMES, contract.TEMPLATE_MASK]
+    assert _io(model)[contract.TEMPLATE_MASK] == (TensorProto.FLOAT, (1, 16))
+    pairs, _ = crop_pairs(exported.metadata.tracker, None)
+    assert pairs[0].template_mask.shape == (1, 16) and 0 < pairs[0].template_mask.sum() < 16
+    session = parity.open_session(exported.path, threads=1)
+    decisions = parity.open_session(exported.with_decisions_graph, threads=1)
+    stats = parity.compare(session, roi, pairs[:2], decisions_session=decisions)
+    assert parity.failures(stats, parity.TOLERANCES["fp32"]) == []
+    open_model(exported.path, backend="onnxruntime", threads=1).close()  # the runtime accepts the 4th input
