@@ -27,7 +27,7 @@ _FORWARDED = {
     "workers": "--workers", "amp": "--amp", "lasot_dir": "--lasot-dir", "got10k_dir": "--got10k-dir",
     "trackingnet_dir": "--trackingnet-dir", "coco_dir": "--coco-dir", "val_root": "--val-root",
     "val_interval": "--val-interval", "val_sequences": "--val-sequences", "seed": "--seed", "device": "--device",
-    "keep": "--keep", "log_interval": "--log-interval",
+    "keep": "--keep", "log_interval": "--log-interval", "backbone_multiplier": "--backbone-multiplier",
 }
 
 
@@ -81,6 +81,8 @@ def train(
     val_root: Annotated[Path | None, typer.Option(help="Held-out sequences (GOT-10k layout) for AUC validation.")] = None,
     val_interval: Annotated[int, typer.Option(help="Validate every N epochs (and after the last).")] = 20,
     val_sequences: Annotated[int | None, typer.Option(help="Validate on at most N sequences.")] = None,
+    backbone_multiplier: Annotated[float | None, typer.Option(
+        help="Backbone learning-rate factor (official 0.1 with a pretrained backbone; 1.0 from scratch).")] = None,
     seed: Annotated[int | None, typer.Option(help="Base seed (default: the config's, 42).")] = None,
     device: Annotated[str | None, typer.Option(help="torch device (default cuda:<local rank> if present, else cpu).")] = None,
     keep: Annotated[int, typer.Option(help="Resumable checkpoints to keep.")] = 2,
@@ -118,6 +120,7 @@ def _run_training(params: dict[str, Any], resume: bool, no_progress: bool) -> No
         batch_size=params["batch_size"], samples_per_epoch=params["samples_per_epoch"], num_workers=params["workers"],
         amp=params["amp"], pretrained=params["pretrained"], resume=resume, val_root=params["val_root"],
         val_interval=params["val_interval"], val_sequences=params["val_sequences"], seed=params["seed"],
+        backbone_multiplier=params["backbone_multiplier"],
         device=params["device"], keep=params["keep"], log_interval=params["log_interval"],
     )
     from grm.train.distributed import choose_device

@@ -56,6 +56,8 @@ class TrainOptions:
         val_root: GOT-10k-layout folder of held-out sequences; validation is skipped without it.
         val_interval / val_sequences: how often and on how many sequences to validate.
         seed: base seed (ranks use seed + rank for the model's randomness).
+        backbone_multiplier: backbone learning-rate factor (official 0.1, which assumes a pretrained
+            backbone; from-scratch runs such as the demo use 1.0).
         device: torch device; default cuda:<local rank> when present, else CPU.
         keep: project checkpoints kept.
         log_interval: iterations between "iter" lines in the metrics log.
@@ -75,6 +77,7 @@ class TrainOptions:
     val_interval: int = 20
     val_sequences: int | None = None
     seed: int | None = None
+    backbone_multiplier: float | None = None
     device: str | None = None
     keep: int = 2
     log_interval: int = 50
@@ -91,7 +94,7 @@ class TrainOptions:
         """The config with this run's overrides applied to its training recipe."""
         cfg = get_config(self.config)
         overrides: dict[str, Any] = {}
-        for name in ("epochs", "batch_size", "samples_per_epoch", "num_workers", "seed"):
+        for name in ("epochs", "batch_size", "samples_per_epoch", "num_workers", "seed", "backbone_multiplier"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
         if "epochs" in overrides and overrides["epochs"] < cfg.train.lr_drop_epoch:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from grm.runtime.errors import ConfigError
+from grm.train.config import get_config
 from grm.train.data.sampler import collate
 from grm.train.data.sources import DatasetRoots
 from grm.train.distributed import DistInfo, RankIndices, dist_info_from_env
@@ -23,6 +24,8 @@ def test_overrides_and_option_checks(tmp_path):
     cfg = TrainOptions(config="vitb_256", output=tmp_path, epochs=30, batch_size=4).resolved_config()
     assert (cfg.train.epochs, cfg.train.lr_drop_epoch, cfg.train.batch_size) == (30, 24, 4)
     assert TrainOptions(config="vitb_256", output=tmp_path).resolved_config().train.lr_drop_epoch == 240
+    scratch = TrainOptions(config="tiny", output=tmp_path, backbone_multiplier=1.0).resolved_config().train
+    assert scratch.backbone_multiplier == 1.0 and get_config("tiny").train.backbone_multiplier == 0.1
     with pytest.raises(ConfigError, match="--amp"):
         TrainOptions(config="tiny", output=tmp_path, amp="fp8")
     with pytest.raises(ConfigError, match="--epochs"):
