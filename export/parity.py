@@ -62,7 +62,7 @@ class ThresholdStats:
 
     threshold: float
     max_abs: dict[str, float] = field(default_factory=dict)
-    decision_agreement: float = 1.0
+    decision_agreement: float | None = None
     decision_agreement_per_block: list[float] = field(default_factory=list)
     cross_share_per_block: list[float] = field(default_factory=list)
     mean_iou: float = 1.0
@@ -75,6 +75,7 @@ class ParityReport:
     """Everything measured, the limits applied and the verdict; written as JSON beside the model."""
 
     model: str
+    subject: str
     precision: str
     reference: str
     data_source: str
@@ -93,19 +94,28 @@ class ParityReport:
     def summary_lines(self) -> list[str]:
         """A short terminal summary: one line per threshold and the verdict."""
         lines = [
-            f"parity {self.precision} ONNX (ONNX Runtime CPU) vs {self.reference} on {len(self.pairs)} crop pairs "
+            f"parity {self.precision} {self.subject} vs {self.reference} on {len(self.pairs)} crop pairs "
             f"from {self.data_source}"
         ]
         for s in self.thresholds:
             errs = " ".join(f"{k.removesuffix('_map')} {v:.1e}" for k, v in s.max_abs.items())
-            share = float(np.mean(s.cross_share_per_block)) if s.cross_share_per_block else float("nan")
+            decisions = "n/a"
+            if s.decision_agreement is not None:
+                decisions = f"{100 * s.decision_agreement:.2f}%"
+            if s.cross_share_per_block:
+                decisions += f" (A share {100 * float(np.mean(s.cross_share_per_block)):.0f}%)"
             lines.append(
-                f"  threshold {s.threshold:<4g} max|err| {errs} | decisions {100 * s.decision_agreement:.2f}% "
-                f"(A share {100 * share:.0f}%) | box IoU mean {s.mean_iou:.4f} min {s.min_iou:.4f}"
+                f"  threshold {s.threshold:<4g} max|err| {errs} | decisions {decisions} "
+                f"| box IoU mean {s.mean_iou:.4f} min {s.min_iou:.4f}"
             )
         verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
         lines.append(f"  {verdict}")
         return lines
+
+
+Runner = Callable[[Mapping[str, NDArray[np.generic]]], Mapping[str, NDArray[np.generic]]]
+"""Runs an exported model: contract feeds in (it ignores inputs it lacks), named outputs out."""
+ONNX_SUBJECT = "ONNX (ONNX Runtime CPU)"
 
 
 def open_session(path: str | Path | bytes, threads: int = 0) -> ort.InferenceSession:
@@ -116,22 +126,32 @@ def open_session(path: str | Path | bytes, threads: int = 0) -> ort.InferenceSes
     return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def ort_runner(session: ort.InferenceSession) -> Runner:
+    """A :data:`Runner` over an ONNX Runtime session."""
+    names = [o.name for o in session.get_outputs()]
+    inputs = {i.name for i in session.get_inputs()}
+
+    def run(feeds: Mapping[str, NDArray[np.generic]]) -> dict[str, NDArray[np.generic]]:
+        return dict(zip(names, session.run(None, {k: v for k, v in feeds.items() if k in inputs}), strict=True))
+
+    return run
+
+
 def compare(
-    session: ort.InferenceSession,
+    run: Runner,
     model: GRM,
     pairs: Sequence[CropPair],
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    decisions_session: ort.InferenceSession | None = None,
+    decisions_run: Runner | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[ThresholdStats]:
-    """Run both models on every pair and threshold; ``decisions_session`` supplies decisions if ``session`` lacks them.
+    """Run the exported model and PyTorch on every pair and threshold.
 
-    ``progress`` is called with (runs done, total runs).
+    ``decisions_run`` supplies the decisions when ``run`` has no ``decisions`` output (without either, decision
+    agreement is not measured); ``progress`` is called with (runs done, total runs).
     """
     model.eval()
     total, done = len(thresholds) * len(pairs), 0
-    has_decisions = contract.DECISIONS in [o.name for o in session.get_outputs()]
-    wants_mask = contract.TEMPLATE_MASK in [i.name for i in session.get_inputs()]
     stats = []
     for threshold in thresholds:
         acc = _Accumulator(threshold)
@@ -140,12 +160,11 @@ def compare(
                 contract.TEMPLATE: pair.template,
                 contract.SEARCH: pair.search,
                 contract.THRESHOLD: np.array([threshold], dtype=np.float32),
+                contract.TEMPLATE_MASK: pair.template_mask,
             }
-            if wants_mask:
-                feeds[contract.TEMPLATE_MASK] = pair.template_mask
-            got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
-            if not has_decisions and decisions_session is not None:
-                got[contract.DECISIONS] = decisions_session.run([contract.DECISIONS], feeds)[0]
+            got = dict(run(feeds))
+            if contract.DECISIONS not in got and decisions_run is not None:
+                got[contract.DECISIONS] = decisions_run(feeds)[contract.DECISIONS]
             acc.add(_reference(model, pair, threshold), got)
             done += 1
             if progress is not None:
@@ -219,7 +238,7 @@ def failures(stats: Sequence[ThresholdStats], tolerance: Tolerance) -> list[str]
         for name, limit in tolerance.max_abs.items():
             if not s.max_abs[name] <= limit:
                 found.append(f"{name} max abs error {s.max_abs[name]:.3g} > {limit:g} {where}")
-        if s.decision_agreement < tolerance.min_decision_agreement:
+        if s.decision_agreement is not None and s.decision_agreement < tolerance.min_decision_agreement:
             found.append(
                 f"decisions agree {100 * s.decision_agreement:.3f}% < {100 * tolerance.min_decision_agreement:g}% {where}"
             )
@@ -229,11 +248,18 @@ def failures(stats: Sequence[ThresholdStats], tolerance: Tolerance) -> list[str]
 
 
 def build_report(
-    model_path: Path, precision: str, stats: list[ThresholdStats], pairs: Sequence[CropPair], data_source: str
+    model_path: Path,
+    precision: str,
+    stats: list[ThresholdStats],
+    pairs: Sequence[CropPair],
+    data_source: str,
+    subject: str = ONNX_SUBJECT,
 ) -> ParityReport:
+    """The report for one exported model; ``subject`` says what ran it (ONNX Runtime CPU, a TensorRT engine)."""
     tolerance = TOLERANCES[precision]
     return ParityReport(
         model=str(model_path),
+        subject=subject,
         precision=precision,
         reference="PyTorch fp32",
         data_source=data_source,
@@ -249,9 +275,11 @@ def build_report(
 
 
 def report_path(model_path: str | Path) -> Path:
-    """``grm_x.onnx`` -> ``grm_x.parity.json`` beside it."""
+    """``grm_x.onnx`` -> ``grm_x.parity.json``; an engine ``grm_x.plan`` -> ``grm_x.plan.parity.json``."""
     path = Path(model_path)
-    return path.with_name(path.stem + ".parity.json")
+    if path.suffix == ".onnx":
+        return path.with_name(path.stem + ".parity.json")
+    return path.with_name(path.name + ".parity.json")
 
 
 def write_and_check(report: ParityReport) -> Path:
@@ -265,7 +293,7 @@ def write_and_check(report: ParityReport) -> Path:
     if report.failures:
         more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
         raise ParityError(
-            f"{report.precision} export {report.model} disagrees with PyTorch: {report.failures[0]}{more}; "
+            f"{report.precision} {report.subject} {report.model} disagrees with PyTorch: {report.failures[0]}{more}; "
             f"details in {path}"
         )
     return path

@@ -13,9 +13,11 @@ from grm.export.parity_data import crop_pairs
 from grm.export.tensorrt_build import DEFAULT_WORKSPACE_BYTES, EngineBuild, build_engine, gpu_info, import_tensorrt
 from grm.export.to_onnx import DEFAULT_OPSET, OnnxExport, check_opset, export_onnx
 from grm.export.weights import resolve_checkpoint
+from grm.runtime.backends import open_model
 from grm.runtime.errors import ConfigError
 from grm.train.checkpoint import load_checkpoint
 from grm.train.config import get_config
+from grm.train.model import GRM
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class ExportResult:
     report: parity.ParityReport | None
     report_path: Path | None
     engine: EngineBuild | None
+    engine_report: parity.ParityReport | None = None
 
 
 def default_onnx_name(config: str, fp16: bool) -> Path:
@@ -96,27 +99,44 @@ def run_export(options: ExportOptions, progress: Progress | None = None) -> Expo
     report, report_file = None, None
     if options.verify:
         report, report_file = verify(exported, model, options, progress)
-    engine = None
+    engine, engine_report = None, None
     if plan_path is not None:
         engine = build_engine(onnx_path, plan_path, options.workspace_bytes, options.timing_cache)
-    return ExportResult(exported, report, report_file, engine)
+        if options.verify:
+            engine_report = verify_engine(engine, exported, model, options, progress)
+    return ExportResult(exported, report, report_file, engine, engine_report)
 
 
 def verify(
-    exported: OnnxExport, model: object, options: ExportOptions, progress: Progress | None = None
+    exported: OnnxExport, model: GRM, options: ExportOptions, progress: Progress | None = None
 ) -> tuple[parity.ParityReport, Path]:
-    """Parity of the written file against PyTorch; the JSON report is written before any ParityError."""
+    """Parity of the written ONNX file against PyTorch; the JSON report is written before any ParityError."""
     pairs, source = crop_pairs(exported.metadata.tracker, options.parity_data)
-    session = parity.open_session(exported.path, options.threads)
-    decisions = exported.with_decisions_graph
-    decisions_session = parity.open_session(decisions, options.threads) if decisions else None
-    stats = parity.compare(
-        session,
-        model,  # type: ignore[arg-type]
-        pairs,
-        decisions_session=decisions_session,
-        progress=(lambda done, total: progress("parity", done, total)) if progress else None,
-    )
+    run = parity.ort_runner(parity.open_session(exported.path, options.threads))
+    full = exported.with_decisions_graph
+    decisions_run = parity.ort_runner(parity.open_session(full, options.threads)) if full else None
+    stats = parity.compare(run, model, pairs, decisions_run=decisions_run, progress=_stage(progress, "parity"))
     report = parity.build_report(exported.path, exported.metadata.precision, stats, pairs, source)
-    path = parity.write_and_check(report)
-    return report, path
+    return report, parity.write_and_check(report)
+
+
+def verify_engine(
+    engine: EngineBuild, exported: OnnxExport, model: GRM, options: ExportOptions, progress: Progress | None = None
+) -> parity.ParityReport:
+    """Parity of the built plan (run by the runtime's TensorRT backend) against PyTorch, same crops and limits."""
+    pairs, source = crop_pairs(exported.metadata.tracker, options.parity_data)
+    backend = open_model(engine.plan, backend="tensorrt", config=exported.metadata.config)
+    try:
+        stats = parity.compare(backend.run, model, pairs, progress=_stage(progress, "engine parity"))
+    finally:
+        backend.close()
+    subject = f"TensorRT {engine.tensorrt_version} engine"
+    report = parity.build_report(engine.plan, engine.build.precision, stats, pairs, source, subject=subject)
+    parity.write_and_check(report)
+    return report
+
+
+def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)

@@ -63,7 +63,7 @@ def test_onnxruntime_matches_pytorch_on_real_crops(tiny_fp32_export, tiny_model,
     pairs, source = crop_pairs(tiny_fp32_export.metadata.tracker, real_sequences, per_sequence=1)
     assert source.startswith("real frames") and len(pairs) == 4
     session = parity.open_session(tiny_fp32_export.path, threads=1)
-    stats = parity.compare(session, tiny_model, pairs)
+    stats = parity.compare(parity.ort_runner(session), tiny_model, pairs)
     assert [s.threshold for s in stats] == [0.0, 0.4, 0.55, 0.6]
     for s in stats:
         assert max(s.max_abs.values()) <= 1e-5
@@ -140,8 +140,8 @@ def test_roimax_model_exports_with_template_mask_input(tiny_model, tmp_path: Pat
     assert _io(model)[contract.TEMPLATE_MASK] == (TensorProto.FLOAT, (1, 16))
     pairs, _ = crop_pairs(exported.metadata.tracker, None)
     assert pairs[0].template_mask.shape == (1, 16) and 0 < pairs[0].template_mask.sum() < 16
-    session = parity.open_session(exported.path, threads=1)
-    decisions = parity.open_session(exported.with_decisions_graph, threads=1)
-    stats = parity.compare(session, roi, pairs[:2], decisions_session=decisions)
+    run = parity.ort_runner(parity.open_session(exported.path, threads=1))
+    decisions = parity.ort_runner(parity.open_session(exported.with_decisions_graph, threads=1))
+    stats = parity.compare(run, roi, pairs[:2], decisions_run=decisions)
     assert parity.failures(stats, parity.TOLERANCES["fp32"]) == []
     open_model(exported.path, backend="onnxruntime", threads=1).close()  # the runtime accepts the 4th input

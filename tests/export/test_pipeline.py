@@ -1,0 +1,79 @@
+"""The export pipeline's engine branch on CPU: TensorRT build and backend replaced by fakes around ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grm.export import parity, pipeline
+from grm.export.tensorrt_build import BuildPlan, EngineBuild
+from grm.runtime import contract
+from grm.runtime.errors import ParityError
+
+
+class _OrtAsEngine:
+    """Stands in for the runtime's TensorRT backend: runs the ONNX next to the plan, optionally perturbed."""
+
+    def __init__(self, onnx_path: Path, offset_error: float) -> None:
+        self.run_onnx = parity.ort_runner(parity.open_session(onnx_path, threads=1))
+        self.offset_error = offset_error
+        self.closed = False
+
+    def run(self, feeds):  # noqa: ANN001, ANN201 (Backend.run)
+        out = dict(self.run_onnx(feeds))
+        out[contract.OFFSET_MAP] = out[contract.OFFSET_MAP] + np.float32(self.offset_error)
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _fake_engine(monkeypatch: pytest.MonkeyPatch, offset_error: float) -> list[_OrtAsEngine]:
+    opened: list[_OrtAsEngine] = []
+
+    def build_engine(onnx_path, plan_path, workspace_bytes, timing_cache):  # noqa: ANN001, ANN202
+        Path(plan_path).write_bytes(b"plan")
+        manifest = Path(str(plan_path) + ".json")
+        manifest.write_text("{}")
+        return EngineBuild(Path(plan_path), manifest, "10.13.0", BuildPlan(False, False, "fp32"))
+
+    def open_model(path, backend, config):  # noqa: ANN001, ANN202
+        assert backend == "tensorrt" and config == "tiny"
+        opened.append(_OrtAsEngine(Path(path).with_suffix(".onnx"), offset_error))
+        return opened[-1]
+
+    monkeypatch.setattr(pipeline, "import_tensorrt", lambda: None)
+    monkeypatch.setattr(pipeline, "gpu_info", lambda: ("Fake GPU", (8, 6)))
+    monkeypatch.setattr(pipeline, "build_engine", build_engine)
+    monkeypatch.setattr(pipeline, "open_model", open_model)
+    return opened
+
+
+def test_engine_is_verified_against_pytorch(
+    monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    opened = _fake_engine(monkeypatch, offset_error=0.0)
+    options = pipeline.ExportOptions(config="tiny", checkpoint=tiny_checkpoint, output=tmp_path / "t.plan", threads=1)
+    result = pipeline.run_export(options)
+    assert result.onnx.path == tmp_path / "t.onnx" and result.report is not None and result.report.passed
+    report = result.engine_report
+    assert report is not None and report.passed and opened[0].closed
+    assert report.subject == "TensorRT 10.13.0 engine" and report.data_source.startswith("synthetic")
+    assert all(s.decision_agreement is None for s in report.thresholds)  # the plan has no decisions output
+    assert "decisions n/a" in report.summary_lines()[1]
+    saved = json.loads((tmp_path / "t.plan.parity.json").read_text())
+    assert saved["passed"] and saved["model"] == str(tmp_path / "t.plan")
+    assert (tmp_path / "t.parity.json").is_file()  # the ONNX report is separate
+
+
+def test_engine_beyond_tolerance_fails(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    _fake_engine(monkeypatch, offset_error=3e-3)
+    options = pipeline.ExportOptions(config="tiny", checkpoint=tiny_checkpoint, output=tmp_path / "t.plan", threads=1)
+    with pytest.raises(
+        ParityError, match=r"TensorRT 10.13.0 engine .*t.plan disagrees with PyTorch: offset_map max abs"
+    ):
+        pipeline.run_export(options)
+    assert json.loads((tmp_path / "t.plan.parity.json").read_text())["passed"] is False
