@@ -223,10 +223,15 @@ def _has_tensorrt_and_gpu() -> bool:
 @pytest.mark.gpu
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not _has_tensorrt_and_gpu(), reason="needs the tensorrt package and an NVIDIA GPU")
-def test_real_engine_from_tiny_export(tmp_path: Path, tiny_model) -> None:
-    from grm.export.to_onnx import export_onnx
+def test_real_engine_from_tiny_export(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Export, build on this GPU, and verify the plan against PyTorch through the runtime's TensorRT backend."""
+    from grm.export.pipeline import ExportOptions, run_export
 
-    exported = export_onnx(tiny_model, tmp_path / "grm_tiny.onnx", with_decisions=True)
-    result = build_engine(exported.path, tmp_path / "grm_tiny.plan", workspace_bytes=1 << 30)
-    manifest = read_manifest(result.plan)
-    assert manifest.plan_sha256 == sha256_file(result.plan) and manifest.metadata.config == "tiny"
+    options = ExportOptions(
+        config="tiny", checkpoint=tiny_checkpoint, output=tmp_path / "grm_tiny.plan", with_decisions=True
+    )
+    result = run_export(options)
+    assert result.engine is not None and result.engine_report is not None and result.engine_report.passed
+    manifest = read_manifest(result.engine.plan)
+    assert manifest.plan_sha256 == sha256_file(result.engine.plan) and manifest.metadata.config == "tiny"
+    assert all(s.decision_agreement == 1.0 for s in result.engine_report.thresholds)
