@@ -84,6 +84,13 @@ def export(
     with_decisions: Annotated[
         bool, typer.Option("--with-decisions", help="Add the per-block division masks as output 'decisions'.")
     ] = False,
+    attention: Annotated[
+        str,
+        typer.Option(
+            help="Masked attention: 'exact' reproduces the official eps-softmax; 'fast' drops its eps term "
+            "(cheaper; differs only where a blocked key dominates a row).",
+        ),
+    ] = "exact",
     parity_data: Annotated[
         Path | None,
         typer.Option(
@@ -101,7 +108,8 @@ def export(
         raise _fail(ConfigError(f"--config is required; one of {', '.join(CONFIGS)}"))
     options = ExportOptions(
         config=config, checkpoint=checkpoint, output=output, fp16=fp16, engine=engine, opset=opset, verify=verify,
-        workspace_bytes=workspace * _MIB, with_decisions=with_decisions, parity_data=parity_data,
+        workspace_bytes=workspace * _MIB, with_decisions=with_decisions, attention=attention,
+        parity_data=parity_data,
         timing_cache=timing_cache, threads=threads,
     )  # fmt: skip
     bar: dict[str, tqdm] = {}

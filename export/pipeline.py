@@ -39,6 +39,7 @@ class ExportOptions:
     verify: bool = True
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES
     with_decisions: bool = False
+    attention: str = "exact"
     parity_data: Path | None = None
     timing_cache: Path | None = None
     threads: int = 0
@@ -95,6 +96,7 @@ def run_export(options: ExportOptions, progress: Progress | None = None) -> Expo
         opset=options.opset,
         with_decisions=options.with_decisions,
         checkpoint_sha256=sha256_file(checkpoint),
+        attention=options.attention,
     )
     report, report_file = None, None
     if options.verify:

@@ -8,11 +8,14 @@ data-dependent branch:
 
 * ``threshold`` is a graph input of shape [1]: ``threshold > 0`` selects ``p(S) < threshold`` (spec A.5),
   otherwise the argmax rule ``logp[A] > logp[S]`` (an exact tie goes to S, like the PyTorch model);
-* the official masked softmax ``(e*M + eps/N) / (sum(e*M) + eps)`` with ``e = exp(s - rowmax(s))`` equals
-  ``softmax(x)`` for the logits ``x = log(e*M + eps/N) + rowmax(s)``: blocked keys get the finite logit
-  ``f = rowmax(s) + log(eps/N)`` and allowed keys ``logaddexp(s, f)`` (= ``s`` unless ``s`` is ~20 below the
-  row max). So the export keeps the official leak of ``eps/N`` to blocked keys instead of dropping it; this
-  matters only in rows whose maximum is a blocked key, where it is what the official model computes;
+* ``attention="exact"`` (default) reproduces the official masked softmax
+  ``(e*M + eps/N) / (sum(e*M) + eps)``, ``e = exp(s - rowmax(s))``, exactly: a standard softmax ``p`` of the
+  scores with a finite additive mask, then a per-row correction ``p*w + (1 - w)/N`` with
+  ``w = Z / (Z + eps)`` and ``Z = exp(rowmax_allowed - rowmax) / max(p)``. The correction keeps the official
+  leak of ``eps/N`` to blocked keys; it matters only in rows whose maximum is a blocked key, where it is what
+  the official model computes;
+* ``attention="fast"`` drops the correction (plain masked softmax): cheaper, equal to the official model up to
+  O(eps) terms except in those rows;
 * the query is scaled before ``q @ k^T``; scores, mask and softmax are FP32 (also in the FP16 model).
 
 With ``half=True`` the backbone and head run in FP16 while LayerNorm, the attention softmax, the division
@@ -22,7 +25,6 @@ predictor and the final sigmoid stay FP32 (explicit casts); inputs and outputs s
 from __future__ import annotations
 
 import copy
-import math
 from typing import NamedTuple
 
 import torch
@@ -35,6 +37,9 @@ from grm.train.model.division import target_representation
 
 SOFTMAX_EPS = 1e-6
 """The official masked softmax's epsilon (spec A.7)."""
+MASK_BIAS = -3.0e4
+"""Added to blocked scores: exp underflows to 0 in FP32, and the value stays inside the FP16 range."""
+ATTENTION_MODES = ("exact", "fast")
 HEAD_BRANCHES = ("ctr", "offset", "size")
 
 
@@ -54,10 +59,14 @@ class StaticGrm(nn.Module):
         model: a GRM network; it is switched to eval mode.
         with_decisions: also return the per-block division decisions.
         half: FP16 compute with FP32 islands (see module docstring); works on a deep copy of ``model``.
+        attention: "exact" (official eps-softmax) or "fast" (plain masked softmax), see the module docstring.
     """
 
-    def __init__(self, model: GRM, with_decisions: bool = False, half: bool = False) -> None:
+    def __init__(self, model: GRM, with_decisions: bool = False, half: bool = False, attention: str = "exact") -> None:
         super().__init__()
+        if attention not in ATTENTION_MODES:
+            raise ConfigError(f"attention {attention!r} not in {ATTENTION_MODES}")
+        self.attention = attention
         target_type = model.backbone.target_type
         model.eval()
         # The FP16 variant casts weights, so it works on copies (the GRM itself holds an un-copyable config).
@@ -131,9 +140,11 @@ class StaticGrm(nn.Module):
         qkv = attn.qkv(u).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         scores = ((q * attn.scale) @ k.transpose(-2, -1)).float()
-        if cross is not None:
-            scores = masked_logits(scores, self._allowed(cross).unsqueeze(1))
-        weights = scores.softmax(dim=-1).to(v.dtype)
+        if cross is None:
+            weights = scores.softmax(dim=-1)
+        else:
+            weights = masked_softmax(scores, self._allowed(cross).unsqueeze(1), exact=self.attention == "exact")
+        weights = weights.to(v.dtype)
         out = (weights @ v).transpose(1, 2).reshape(b, n, c)
         return attn.proj(out)
 
@@ -160,17 +171,23 @@ class StaticGrm(nn.Module):
         return _sigmoid_clamped(ctr), _sigmoid_clamped(size), offset
 
 
-def masked_logits(scores: Tensor, allowed: Tensor, eps: float = SOFTMAX_EPS) -> Tensor:
-    """Logits whose plain softmax equals the official masked softmax of ``scores`` under ``allowed``.
+def masked_softmax(scores: Tensor, allowed: Tensor, exact: bool = True, eps: float = SOFTMAX_EPS) -> Tensor:
+    """Attention weights over the last axis of FP32 ``scores`` restricted to ``allowed`` (bool, broadcastable).
 
-    ``scores`` (..., N) FP32; ``allowed`` bool, broadcastable. Every value is finite (no -inf).
+    ``exact``: the official ``(e*M + eps/N) / (sum(e*M) + eps)`` with ``e = exp(s - rowmax(s))``, written as a
+    standard softmax plus a per-row correction (module docstring); else the plain masked softmax. All values
+    stay finite; every row has an allowed key (the diagonal).
     """
+    biased = scores + (~allowed).to(scores.dtype) * MASK_BIAS
+    p = biased.softmax(dim=-1)
+    if not exact:
+        return p
     n = scores.shape[-1]
-    floor = scores.amax(dim=-1, keepdim=True) + math.log(eps / n)
-    hi = torch.maximum(scores, floor)
-    lo = torch.minimum(scores, floor)
-    kept = hi + torch.log(1.0 + torch.exp(lo - hi))  # logaddexp(scores, floor)
-    return torch.where(allowed, kept, floor)
+    row_max = scores.amax(dim=-1, keepdim=True)
+    allowed_max = biased.amax(dim=-1, keepdim=True)
+    z = torch.exp(allowed_max - row_max) / p.amax(dim=-1, keepdim=True)  # sum over allowed of exp(s - rowmax)
+    w = z / (z + eps)
+    return p * w + (1.0 - w) / n
 
 
 def _outer(rows: Tensor, cols: Tensor) -> Tensor:

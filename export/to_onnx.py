@@ -82,6 +82,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     with_decisions: bool = False,
     checkpoint_sha256: str = "",
+    attention: str = "exact",
 ) -> OnnxExport:
     """Export ``model`` through :class:`StaticGrm`, write metadata, run ``onnx.checker`` and the lint.
 
@@ -92,19 +93,20 @@ def export_onnx(
         opset: default-domain ONNX opset.
         with_decisions: add the ``decisions`` output (B, depth-1, Nx) int32.
         checkpoint_sha256: digest of the source checkpoint, recorded in the metadata.
+        attention: "exact" (the official eps-softmax) or "fast" (plain masked softmax); see :mod:`static_model`.
 
     Raises:
         ArtifactMismatchError: the exported graph fails the checker or the lint.
     """
     check_opset(opset)
-    static = StaticGrm(model, with_decisions=True, half=precision == "fp16")
+    static = StaticGrm(model, with_decisions=True, half=precision == "fp16", attention=attention)
     meta = build_metadata(
         model.config,
         precision=precision,
         opset=opset,
         checkpoint_sha256=checkpoint_sha256,
         outputs_masks=with_decisions,
-        extra=_provenance(precision),
+        extra={**_provenance(precision), "attention": attention},
     )
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
