@@ -101,14 +101,6 @@ def plan_frames(
     return plan
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_manifest(
     sequences: Sequence[TrackSequence], plan: Mapping[str, list[int]], threshold: float, model_sha256: str
 ) -> dict[str, Any]:

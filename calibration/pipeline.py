@@ -19,6 +19,7 @@ from grm.calibration.evaluate import compare_on_sequence
 from grm.calibration.report import build_report, write_report
 from grm.calibration.sequences import discover, split_holdout
 from grm.calibration.speed import compare_speed
+from grm.runtime.atomic import sha256_file
 from grm.runtime.backends import open_model
 from grm.runtime.errors import BackendUnavailableError
 
@@ -84,7 +85,7 @@ def run(options: CalibrateOptions, progress: StageProgress | None = None) -> Cal
     try:
         calib, hit = collect.load_or_collect(
             fp32, calib_seqs, samples=options.samples, threshold=threshold,
-            model_sha256=collect.file_sha256(options.model), cache_dir=options.cache_path,
+            model_sha256=sha256_file(options.model), cache_dir=options.cache_path,
             max_frames=options.max_frames, progress=_stage(progress, "collect crops"),
         )  # fmt: skip
         calibrate = _stage(progress, "calibrate")

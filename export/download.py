@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from grm.export.files import CHUNK_BYTES, sha256_file
 from grm.export.weights import ProgressCallback
+from grm.runtime.atomic import CHUNK_BYTES, sha256_file
 from grm.runtime.errors import CheckpointError
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ import onnxruntime as ort
 import torch
 from numpy.typing import NDArray
 
-from grm.export.files import atomic_write_text
 from grm.export.parity_data import CropPair
 from grm.runtime import contract
+from grm.runtime.atomic import atomic_write_text
 from grm.runtime.decode import decode_box, hann2d
 from grm.runtime.errors import ParityError
 from grm.runtime.geometry import cxcywh_to_xywh, iou_xywh

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grm.export import parity
-from grm.export.files import sha256_file
 from grm.export.parity_data import crop_pairs
 from grm.export.tensorrt_build import DEFAULT_WORKSPACE_BYTES, EngineBuild, build_engine, gpu_info, import_tensorrt
 from grm.export.to_onnx import DEFAULT_OPSET, OnnxExport, check_opset, export_onnx
 from grm.export.weights import resolve_checkpoint
+from grm.runtime.atomic import sha256_file
 from grm.runtime.backends import open_model
 from grm.runtime.errors import ConfigError
 from grm.train.checkpoint import load_checkpoint

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grm.export.files import atomic_write_bytes, sha256_bytes
 from grm.export.metadata import read_metadata
+from grm.runtime.atomic import atomic_write_bytes, sha256_bytes
 from grm.runtime.backends.manifest import EngineManifest, manifest_path, write_manifest
 from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
 from grm.runtime.params import ModelMetadata

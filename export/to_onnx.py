@@ -19,11 +19,11 @@ import onnx
 import torch
 
 from grm.export import onnx_lint
-from grm.export.files import make_default_mode
 from grm.export.fp16 import FP16_POLICY, check_fp32_islands
 from grm.export.metadata import build_metadata, write_metadata
 from grm.export.static_model import StaticGrm
 from grm.runtime import contract
+from grm.runtime.atomic import make_default_mode
 from grm.runtime.errors import ArtifactMismatchError, ConfigError
 from grm.runtime.params import ModelMetadata
 from grm.train.model import GRM

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
-from grm.export.files import CHUNK_BYTES, atomic_writer
+from grm.runtime.atomic import CHUNK_BYTES, atomic_writer
 from grm.runtime.errors import CheckpointError, ConfigError, InputError
 
 log = logging.getLogger(__name__)

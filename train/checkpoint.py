@@ -7,7 +7,6 @@ executes pickled code. Weights always load with ``strict=True``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import zipfile
@@ -162,11 +161,3 @@ def load_checkpoint(path: str | Path, config: str | GrmConfig | None = None) -> 
     except RuntimeError as e:  # shape mismatch inside load_state_dict
         raise CheckpointError(f"{path} does not load into {cfg.name}: {str(e).splitlines()[-1].strip()}") from e
     return model.eval()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

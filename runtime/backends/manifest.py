@@ -14,13 +14,12 @@ GPU (name and compute capability) or the plan's bytes, and names the command tha
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grm.runtime.atomic import atomic_write_text
+from grm.runtime.atomic import atomic_write_text, sha256_file
 from grm.runtime.backends.io_check import parse_metadata
 from grm.runtime.errors import ArtifactMismatchError
 from grm.runtime.params import ModelMetadata
@@ -53,14 +52,6 @@ def manifest_path(plan: str | Path) -> Path:
     """``engine.plan`` -> ``engine.plan.json``."""
     plan = Path(plan)
     return plan.with_name(plan.name + ".json")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def rebuild_command(plan: str | Path, metadata: ModelMetadata | None = None) -> str:

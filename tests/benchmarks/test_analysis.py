@@ -7,12 +7,13 @@ import sys
 
 import numpy as np
 import pytest
-from .bench_fakes import still_boxes, write_boxes
 
 from grm.benchmarks.analysis import analyze
 from grm.benchmarks.datasets import open_dataset
 from grm.benchmarks.results import result_sets
 from grm.runtime.errors import InputError
+
+from .bench_fakes import still_boxes, write_boxes
 
 FAR = (300.0, 300.0, 20.0, 20.0)
 

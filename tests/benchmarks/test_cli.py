@@ -7,12 +7,13 @@ import zipfile
 
 import numpy as np
 import pytest
-from .bench_fakes import FakeBackend, open_fake, still_boxes, write_boxes, write_frames
-from .test_run import otb_tree
 from typer.testing import CliRunner
 
 from grm.benchmarks import cli, engine
 from grm.benchmarks.speed import Clip, measure_isolated
+
+from .bench_fakes import FakeBackend, open_fake, still_boxes, write_boxes, write_frames
+from .test_run import otb_tree
 
 runner = CliRunner()
 

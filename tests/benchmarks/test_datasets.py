@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from .bench_fakes import still_boxes, write_boxes, write_frames
 
 from grm.benchmarks.datasets import DATASETS, env_var_for, open_dataset
 from grm.benchmarks.naming import name_key
 from grm.benchmarks.tables import attribute_names, name_list, nfs_table, otb_table, uav_table
 from grm.runtime.errors import DatasetError
+
+from .bench_fakes import still_boxes, write_boxes, write_frames
 
 
 def test_tables_have_the_official_sizes_and_unique_names():

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from .bench_fakes import BOX, FakeBackend, open_fake, still_boxes, write_boxes, write_frames
 
 from grm.benchmarks.analysis import analyze
 from grm.benchmarks.datasets import open_dataset
@@ -19,6 +18,8 @@ from grm.benchmarks.results import result_sets
 from grm.benchmarks.run import parse_shard, run_benchmark, select
 from grm.benchmarks.textio import read_boxes
 from grm.runtime.errors import ConfigError, InputError
+
+from .bench_fakes import BOX, FakeBackend, open_fake, still_boxes, write_boxes, write_frames
 
 HERE = Path(__file__).parent
 

@@ -71,8 +71,9 @@ def synth_root(upstream_tiny: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def calib_set(tiny_onnx: Path, synth_root: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """16 crops from synthA, collected once (cached in a session folder)."""
-    from grm.calibration.collect import file_sha256, load_or_collect
+    from grm.calibration.collect import load_or_collect
     from grm.calibration.sequences import discover
+    from grm.runtime.atomic import sha256_file as file_sha256
     from grm.runtime.backends import open_model
 
     backend = open_model(tiny_onnx, backend="onnxruntime", threads=1)

@@ -9,6 +9,7 @@ import pytest
 
 from grm.calibration import collect
 from grm.calibration.sequences import discover, read_box_file, split_holdout
+from grm.runtime.atomic import sha256_file
 from grm.runtime.backends import open_model
 from grm.runtime.crop import normalize, sample_target
 from grm.runtime.errors import InputError
@@ -96,7 +97,7 @@ def test_collected_crops_are_what_the_tracker_feeds(tiny_onnx: Path, synth_root:
 def test_collection_is_deterministic_and_cached(tiny_onnx: Path, synth_root: Path, tmp_path: Path, calib_set) -> None:
     backend = open_model(tiny_onnx, backend="onnxruntime", threads=1)
     seqs = [s for s in discover([synth_root]) if s.name == "synthA"]
-    sha = collect.file_sha256(tiny_onnx)
+    sha = sha256_file(tiny_onnx)
     kwargs = {"samples": 16, "threshold": 0.0, "model_sha256": sha, "cache_dir": tmp_path}
     again, hit = collect.load_or_collect(backend, seqs, **kwargs)
     assert not hit and again.hash == calib_set.hash

@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from grm.export.files import sha256_file
 from grm.export.metadata import build_metadata, write_metadata
 from grm.export.tensorrt_build import build_engine, gpu_info, import_tensorrt, plan_build
+from grm.runtime.atomic import sha256_file
 from grm.runtime.backends.manifest import read_manifest
 from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
 from grm.train.config import get_config

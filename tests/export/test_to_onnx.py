@@ -10,12 +10,12 @@ import pytest
 from onnx import TensorProto
 
 from grm.export import parity
-from grm.export.files import current_umask
 from grm.export.metadata import read_metadata
 from grm.export.onnx_lint import DENIED_OPS, lint
 from grm.export.parity_data import crop_pairs
 from grm.export.to_onnx import check_opset, export_onnx, strip_output
 from grm.runtime import contract
+from grm.runtime.atomic import current_umask
 from grm.runtime.errors import ConfigError
 from grm.runtime.version import __version__
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from grm.export import weights
-from grm.export.files import current_umask
+from grm.runtime.atomic import current_umask
 from grm.runtime.errors import CheckpointError, ConfigError, InputError
 
 

@@ -17,6 +17,7 @@ from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError, I
 from grm.runtime.geometry import iou_xywh
 from grm.runtime.params import METADATA_KEY
 from grm.runtime.tracker import Tracker
+
 from .runtime_fakes import FEAT, SIZE_NORM, TINY, build_model, square_frames, tiny_metadata
 
 

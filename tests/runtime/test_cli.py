@@ -20,6 +20,7 @@ from grm.runtime import outputs
 from grm.runtime.cli import app
 from grm.runtime.geometry import iou_xywh
 from grm.runtime.tracker import Tracker
+
 from .runtime_fakes import square_frames, write_folder, write_video
 
 INIT = "30,50,20,20"
@@ -204,10 +205,10 @@ def test_missing_model_and_plan_without_tensorrt(tmp_path: Path, clip_video: Pat
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     res = invoke(clip_video, "--box", INIT, "--model", tmp_path / "none.onnx")
     assert res.exit_code == 2 and "model file not found" in res.stderr
+    from grm.runtime.backends.manifest import write_manifest
+
     from .test_tensorrt_backend import _manifest
     from .trt_fakes import PLAN_BYTES
-
-    from grm.runtime.backends.manifest import write_manifest
 
     plan = tmp_path / "tiny.plan"
     plan.write_bytes(PLAN_BYTES)

@@ -11,6 +11,7 @@ import pytest
 from grm.runtime import sources
 from grm.runtime.errors import InputError
 from grm.runtime.sources import natural_key, open_source
+
 from .runtime_fakes import square_frames, write_folder, write_video
 
 

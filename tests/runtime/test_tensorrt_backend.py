@@ -30,6 +30,7 @@ from grm.runtime.backends.manifest import (
 from grm.runtime.backends.trt import engine_specs, open_plan
 from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError
 from grm.runtime.tracker import Tracker
+
 from .runtime_fakes import square_frames, tiny_metadata
 from .trt_fakes import PLAN_BYTES, CudaError, DataType, Engine, FakeCudart, brightness_outputs, make_trt, tiny_tensors
 
