@@ -10,9 +10,10 @@ import torch
 from numpy.typing import NDArray
 
 from grm.runtime import contract
+from grm.runtime.atomic import sha256_file
 from grm.runtime.params import ModelMetadata
 from grm.runtime.version import __version__
-from grm.train.checkpoint import file_sha256, load_checkpoint
+from grm.train.checkpoint import load_checkpoint
 from grm.train.config import GrmConfig
 from grm.train.model import GRM
 
@@ -67,4 +68,4 @@ def open_torch_backend(
     if threads:
         torch.set_num_threads(threads)
     model = load_checkpoint(path, config=config)
-    return TorchBackend(model, device=device, with_decisions=with_decisions, checkpoint_sha256=file_sha256(path))
+    return TorchBackend(model, device=device, with_decisions=with_decisions, checkpoint_sha256=sha256_file(path))

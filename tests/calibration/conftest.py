@@ -27,7 +27,8 @@ def tiny_onnx(upstream_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from grm.export.metadata import build_metadata, write_metadata
     from grm.export.static_model import StaticGrm
     from grm.runtime import contract
-    from grm.train.checkpoint import file_sha256, load_checkpoint
+    from grm.runtime.atomic import sha256_file as file_sha256
+    from grm.train.checkpoint import load_checkpoint
 
     checkpoint = upstream_tiny / "GRM_ep0001.pth.tar"
     model = load_checkpoint(checkpoint, "tiny")
