@@ -28,7 +28,16 @@ _FORWARDED = {
     "trackingnet_dir": "--trackingnet-dir", "coco_dir": "--coco-dir", "val_root": "--val-root",
     "val_interval": "--val-interval", "val_sequences": "--val-sequences", "seed": "--seed", "device": "--device",
     "keep": "--keep", "log_interval": "--log-interval", "backbone_multiplier": "--backbone-multiplier",
+    "threads": "--threads",
 }
+
+
+def _set_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (1 keeps a shared CPU from oversubscription, which slows torch many-fold)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
 
 
 def _one_line(error: Exception) -> str:
@@ -85,6 +94,7 @@ def train(
         help="Backbone learning-rate factor (official 0.1 with a pretrained backbone; 1.0 from scratch).")] = None,
     seed: Annotated[int | None, typer.Option(help="Base seed (default: the config's, 42).")] = None,
     device: Annotated[str | None, typer.Option(help="torch device (default cuda:<local rank> if present, else cpu).")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process (default: torch's choice).")] = None,
     keep: Annotated[int, typer.Option(help="Resumable checkpoints to keep.")] = 2,
     log_interval: Annotated[int, typer.Option(help="Iterations between metrics.jsonl lines.")] = 50,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
@@ -111,6 +121,7 @@ def _run_training(params: dict[str, Any], resume: bool, no_progress: bool) -> No
     from grm.train.trainer import Trainer, TrainOptions
 
     info = dist_info_from_env()
+    _set_threads(params["threads"])
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format=f"%(asctime)s [rank {info.rank}] %(message)s")
     roots = DatasetRoots(data_root=params["data_root"], explicit={k: params[f"{k}_dir"] for k in
@@ -209,6 +220,7 @@ def evaluate(
     val_root: Annotated[Path, typer.Option(help="Held-out sequences in the GOT-10k layout.")],
     sequences: Annotated[int | None, typer.Option(help="Use at most N sequences.")] = None,
     config: Annotated[str | None, typer.Option(help="Config name (default: from the checkpoint).")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
 ) -> None:
     """One-pass AUC of a checkpoint on held-out sequences, next to the static first-box baseline."""
     from tqdm import tqdm
@@ -216,6 +228,7 @@ def evaluate(
     from grm.train.checkpoint import load_checkpoint
     from grm.train.validation import validate
 
+    _set_threads(threads)
     try:
         model = load_checkpoint(checkpoint, config)
         with tqdm(total=sequences, desc="sequences", unit="seq") as bar:

@@ -42,10 +42,11 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path):
 
 
 def test_torchrun_command_forwards_options():
-    cmd = torchrun_command(4, {"config": "vitb_256", "output": "/runs/a", "epochs": None, "amp": "bf16"},
+    cmd = torchrun_command(4, {"config": "vitb_256", "output": "/runs/a", "epochs": None, "amp": "bf16", "threads": 1},
                            resume=True, no_progress=False)
     assert cmd[:6] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
-    assert cmd[6:] == ["grm.train.cli", "--config", "vitb_256", "--output", "/runs/a", "--amp", "bf16", "--resume"]
+    assert cmd[6:] == ["grm.train.cli", "--config", "vitb_256", "--output", "/runs/a", "--amp", "bf16", "--threads",
+                       "1", "--resume"]
 
 
 def test_two_process_gloo_ddp_run(synth_root, tmp_path):
@@ -70,7 +71,7 @@ def test_two_process_gloo_ddp_run(synth_root, tmp_path):
 def test_single_process_cli_run_with_amp(synth_root, tmp_path, amp):
     out = tmp_path / "run"
     args = ["--config", "tiny", "--got10k-dir", str(synth_root), "--output", str(out), "--epochs", "1",
-            "--batch-size", "2", "--samples-per-epoch", "2", "--workers", "0", "--amp", amp, "--val-root",
+            "--batch-size", "2", "--samples-per-epoch", "2", "--workers", "0", "--amp", amp, "--threads", "1", "--val-root",
             str(synth_root), "--val-sequences", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
