@@ -1,10 +1,10 @@
 """Periodic validation: one-pass tracking on held-out sequences in the GOT-10k layout, scored by AUC.
 
 The network runs through the runtime's :class:`~grm.runtime.tracker.Tracker` with the in-memory
-:class:`~grm.train.backend.TorchBackend`, i.e. exactly the test-time pipeline. Scoring follows the
-PyTracking convention (spec D.3): frame 0 is the ground truth, IoU uses inclusive pixel corners, frames
-whose ground truth is empty or marked absent are skipped, the success curve is the fraction of frames with
-IoU > t for t = 0, 0.05, ..., 1 (21 points), averaged over sequences; AUC is its mean x 100.
+:class:`~grm.train.backend.TorchBackend`, i.e. exactly the test-time pipeline. Scoring is the benchmark
+code's (:func:`grm.benchmarks.metrics.score_boxes`, PyTracking rules, spec D.3): frame 0 is the ground
+truth, inclusive-pixel IoU, frames whose target is absent are skipped, AUC = mean of the 21-point success
+curve averaged over sequences, in percent.
 """
 
 from __future__ import annotations
@@ -19,38 +19,11 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from grm.benchmarks.metrics import score_boxes
 from grm.runtime.tracker import Tracker
 from grm.train.data.got10k import Got10k
 
 log = logging.getLogger(__name__)
-THRESHOLDS = np.linspace(0.0, 1.0, 21)
-
-
-def iou_inclusive(pred: NDArray, gt: NDArray) -> NDArray[np.float64]:
-    """IoU of xywh boxes with the toolkit's inclusive pixel corners (x2 = x + w - 1)."""
-    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
-    tl = np.maximum(pred[:, :2], gt[:, :2])
-    br = np.minimum(pred[:, :2] + pred[:, 2:] - 1, gt[:, :2] + gt[:, 2:] - 1)
-    inter = np.prod(np.clip(br - tl + 1, 0, None), axis=1)
-    union = np.prod(pred[:, 2:], axis=1) + np.prod(gt[:, 2:], axis=1) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def success_curve(pred: NDArray, gt: NDArray, valid: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Fraction of valid frames with IoU > t for the 21 thresholds (frame 0 taken as ground truth)."""
-    pred = np.array(pred, np.float64)
-    pred[0] = gt[0]
-    iou = iou_inclusive(pred, gt)[valid]
-    if iou.size == 0:
-        return np.zeros_like(THRESHOLDS)
-    return (iou[None, :] > THRESHOLDS[:, None]).mean(axis=1)
-
-
-def auc(curves: list[NDArray[np.float64]]) -> float:
-    """AUC x 100 of the sequence-averaged success curve."""
-    return float(np.mean(np.mean(curves, axis=0)) * 100) if curves else 0.0
-
-
 @dataclass(frozen=True)
 class ValidationResult:
     auc: float
@@ -88,17 +61,18 @@ def validate(
     was_training = model.training
     backend = TorchBackend(model, device=device)
     tracker = Tracker(backend)
-    curves, static_curves, frames = [], [], 0
+    preds, statics, gts, visible = [], [], [], []
     try:
         for seq in range(count):
             info = dataset.sequence_info(seq)
-            valid = info.visible.copy()
-            pred = track_sequence(tracker, dataset, seq)
-            curves.append(success_curve(pred, info.boxes, valid))
-            static_curves.append(success_curve(np.repeat(info.boxes[:1], len(info), axis=0), info.boxes, valid))
-            frames += len(info)
+            preds.append(track_sequence(tracker, dataset, seq))
+            statics.append(np.repeat(np.asarray(info.boxes[:1], np.float64), len(info), axis=0))
+            gts.append(np.asarray(info.boxes, np.float64))
+            visible.append(info.visible)
             if progress is not None:
                 progress(1)
     finally:
         model.train(was_training)
-    return ValidationResult(auc=auc(curves), static_auc=auc(static_curves), sequences=count, frames=frames)
+    return ValidationResult(auc=score_boxes(preds, gts, visible=visible).auc,
+                            static_auc=score_boxes(statics, gts, visible=visible).auc,
+                            sequences=count, frames=sum(len(g) for g in gts))

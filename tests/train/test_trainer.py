@@ -9,7 +9,6 @@ from grm.train.data.sampler import collate
 from grm.train.data.sources import DatasetRoots
 from grm.train.distributed import DistInfo, RankIndices, dist_info_from_env
 from grm.train.trainer import Trainer, TrainOptions
-from grm.train.validation import auc, iou_inclusive, success_curve
 
 
 def test_loss_falls_on_a_repeated_batch(synth_root, tmp_path):
@@ -40,16 +39,19 @@ def test_rank_indices_are_disjoint_and_equal_sized():
     assert dist_info_from_env({}) == DistInfo()
 
 
-def test_success_curve_and_auc_by_hand():
-    gt = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
-    pred = np.array([[50, 50, 10, 10], [5, 0, 10, 10], [0, 0, 0, 0]], float)
-    assert iou_inclusive(pred[1:2], gt[1:2])[0] == pytest.approx(50 / 150)
-    curve = success_curve(pred, gt, np.array([True, True, False]))
-    # frame 0 is replaced by the ground truth (IoU 1); frame 1 IoU 1/3; frame 2 invalid
-    expected = np.array([(1 + (1 / 3 > t)) / 2 for t in np.linspace(0, 1, 21)])
-    expected[-1] = 0.0  # IoU > 1 never holds
-    np.testing.assert_allclose(curve, expected)
-    assert auc([curve, np.ones(21)]) == pytest.approx(np.mean((curve + 1) / 2) * 100)
+def test_validation_scores_with_the_benchmark_metrics(synth_root):
+    from grm.benchmarks.metrics import score_boxes
+    from grm.train.data.got10k import Got10k
+    from grm.train.model import build_model
+    from grm.train.validation import validate
+
+    result = validate(build_model("tiny"), synth_root, max_sequences=2)
+    ds = Got10k(synth_root)
+    gts = [ds.sequence_info(i).boxes.astype(np.float64) for i in range(2)]
+    static = score_boxes([np.repeat(g[:1], len(g), axis=0) for g in gts], gts,
+                         visible=[ds.sequence_info(i).visible for i in range(2)])
+    assert result.sequences == 2 and result.frames == sum(len(g) for g in gts)
+    assert result.static_auc == pytest.approx(static.auc) and 0 <= result.auc <= 100
 
 
 def test_pretrained_backbone_goes_through_adapt_pretrained(synth_root, tmp_path):
