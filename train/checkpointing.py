@@ -11,7 +11,6 @@ Official format (``GRM_ep%04d.pth.tar``): ``net`` (state dict), ``epoch``, ``act
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from grm.runtime.atomic import atomic_path
 from grm.runtime.errors import CheckpointError
 from grm.train.checkpoint import read_checkpoint
 
@@ -36,16 +36,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """torch.save to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def rng_state() -> dict[str, Any]:

@@ -11,7 +11,6 @@ Layout (as GOT-10k ``train/``): ``<out>/<subset>/list.txt`` and, per sequence, `
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from grm.runtime.atomic import atomic_write_text
 from grm.runtime.errors import InputError
 
 Image = NDArray[np.uint8]
@@ -295,9 +295,7 @@ def write_sequence(seq: SynthSequence, directory: Path, jpeg_quality: int = 92) 
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def write_dataset(
