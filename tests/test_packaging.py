@@ -40,6 +40,7 @@ def test_wheel_contains_every_subpackage(wheel):
         init = package.replace(".", "/") + "/__init__.py"
         assert init in names, f"{init} missing from {wheel.name}"
     assert "grm/runtime/py.typed" in names
+    assert "grm/runtime/assets/demo.onnx" in names, "the README main job needs the bundled demo model"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for script in ("grm-run", "grm-export", "grm-calibrate", "grm-bench", "grm-train"):
