@@ -12,6 +12,7 @@ from grm.runtime.cli import app
 from grm.runtime.demo import DEMO_MODEL, demo_clip
 from grm.runtime.geometry import iou_xywh
 
+
 def test_demo_model_describes_itself():
     assert DEMO_MODEL.is_file(), "the package must ship grm/runtime/assets/demo.onnx"
     backend = open_model(DEMO_MODEL, threads=1)
