@@ -125,3 +125,24 @@ def require_dir(path: Path, what: str, hint: str) -> Path:
     if not path.is_dir():
         raise DatasetError(f"{what} root {path} is not a directory; {hint}")
     return path
+
+
+class VideoDataset:
+    """Base of the video readers: the sequence list, and parsed annotations cached per sequence (LRU).
+
+    Subclasses set ``self.sequences`` and implement ``_read_info``.
+    """
+
+    is_video = True
+    sequences: list
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def sequence_info(self, seq: int) -> SequenceInfo:
+        cache = self.__dict__.setdefault("_cache", InfoCache())
+        cached = cache.get(seq)
+        return cached if cached is not None else cache.put(seq, self._read_info(seq))
+
+    def _read_info(self, seq: int) -> SequenceInfo:
+        raise NotImplementedError

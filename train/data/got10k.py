@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from grm.runtime.errors import DatasetError
-from grm.train.data.base import InfoCache, SequenceInfo, read_boxes, read_flags, read_rgb, require_dir, valid_size
+from grm.train.data.base import SequenceInfo, VideoDataset, read_boxes, read_flags, read_rgb, require_dir, valid_size
 from grm.train.data.splits import read_index_split
 
 SPLITS = ("train", "vot_train")
@@ -30,10 +30,9 @@ def resolve_got10k_root(path: str | Path) -> Path:
                        "point it at GOT-10k's train/ folder or write data with 'grm-train synth'")
 
 
-class Got10k:
+class Got10k(VideoDataset):
     """GOT-10k train sequences (or any folder in that layout, such as generated data)."""
 
-    is_video = True
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
         if split not in SPLITS:
@@ -46,21 +45,14 @@ class Got10k:
         if split == "vot_train":
             names = _select(names, read_index_split("got10k_vot_train_split.txt"), self.root)
         self.sequences = names
-        self._cache = InfoCache()
 
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def sequence_info(self, seq: int) -> SequenceInfo:
-        cached = self._cache.get(seq)
-        if cached is not None:
-            return cached
+    def _read_info(self, seq: int) -> SequenceInfo:
         folder = self.root / self.sequences[seq]
         boxes = read_boxes(folder / "groundtruth.txt")
         absence = read_flags(folder / "absence.label", len(boxes))
         cover = read_flags(folder / "cover.label", len(boxes))
         visible = (absence == 0) & (cover > 0) & valid_size(boxes)
-        return self._cache.put(seq, SequenceInfo(boxes=boxes, visible=visible))
+        return SequenceInfo(boxes=boxes, visible=visible)
 
     def frame(self, seq: int, frame_id: int) -> NDArray[np.uint8]:
         return read_rgb(self.root / self.sequences[seq] / f"{frame_id + 1:08d}.jpg")

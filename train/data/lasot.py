@@ -15,15 +15,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from grm.runtime.errors import DatasetError
-from grm.train.data.base import InfoCache, SequenceInfo, read_boxes, read_flags, read_rgb, require_dir, valid_size
+from grm.train.data.base import SequenceInfo, VideoDataset, read_boxes, read_flags, read_rgb, require_dir, valid_size
 from grm.train.data.splits import read_name_split
 
 
-class Lasot:
+class Lasot(VideoDataset):
     """LaSOT sequences of the training split (or an explicit list of ``<cls>-<n>`` names)."""
 
     name = "LASOT"
-    is_video = True
 
     def __init__(self, root: str | Path, sequences: Sequence[str] | None = None) -> None:
         self.root = require_dir(Path(root), "LaSOT", "set --lasot-dir or GRM_LASOT_DIR")
@@ -32,24 +31,17 @@ class Lasot:
         if missing:
             raise DatasetError(f"LaSOT root {self.root} lacks {len(missing)} of {len(self.sequences)} training "
                                f"sequences (first: {self._folder(missing[0])}); expected <root>/<class>/<class>-<n>/")
-        self._cache = InfoCache()
 
     def _folder(self, name: str) -> Path:
         return self.root / name.rsplit("-", 1)[0] / name
 
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def sequence_info(self, seq: int) -> SequenceInfo:
-        cached = self._cache.get(seq)
-        if cached is not None:
-            return cached
+    def _read_info(self, seq: int) -> SequenceInfo:
         folder = self._folder(self.sequences[seq])
         boxes = read_boxes(folder / "groundtruth.txt")
         occluded = read_flags(folder / "full_occlusion.txt", len(boxes), one_line=True)
         out_of_view = read_flags(folder / "out_of_view.txt", len(boxes), one_line=True)
         visible = (occluded == 0) & (out_of_view == 0) & valid_size(boxes)
-        return self._cache.put(seq, SequenceInfo(boxes=boxes, visible=visible))
+        return SequenceInfo(boxes=boxes, visible=visible)
 
     def frame(self, seq: int, frame_id: int) -> NDArray[np.uint8]:
         return read_rgb(self._folder(self.sequences[seq]) / "img" / f"{frame_id + 1:08d}.jpg")

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from grm.runtime.errors import DatasetError
-from grm.train.data.base import InfoCache, SequenceInfo, read_boxes, read_rgb, require_dir, valid_size
+from grm.train.data.base import SequenceInfo, VideoDataset, read_boxes, read_rgb, require_dir, valid_size
 
 ALL_CHUNKS = tuple(range(12))
 FRAME_STEP = 30
@@ -27,11 +27,10 @@ def subsampled_visible(num_frames: int, step: int = FRAME_STEP) -> NDArray[np.bo
     return keep
 
 
-class TrackingNet:
+class TrackingNet(VideoDataset):
     """TrackingNet training videos of the given chunks (all twelve by default)."""
 
     name = "TRACKINGNET"
-    is_video = True
 
     def __init__(self, root: str | Path, chunks: Sequence[int] = ALL_CHUNKS) -> None:
         self.root = require_dir(Path(root), "TrackingNet", "set --trackingnet-dir or GRM_TRACKINGNET_DIR")
@@ -42,19 +41,12 @@ class TrackingNet:
         self.sequences = [(k, p.stem) for k in chunks for p in sorted((self.root / f"TRAIN_{k}" / "anno").glob("*.txt"))]
         if not self.sequences:
             raise DatasetError(f"TrackingNet root {self.root} has no annotation files in TRAIN_*/anno/")
-        self._cache = InfoCache()
 
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def sequence_info(self, seq: int) -> SequenceInfo:
-        cached = self._cache.get(seq)
-        if cached is not None:
-            return cached
+    def _read_info(self, seq: int) -> SequenceInfo:
         chunk, video = self.sequences[seq]
         boxes = read_boxes(self.root / f"TRAIN_{chunk}" / "anno" / f"{video}.txt")
         visible = subsampled_visible(len(boxes)) & valid_size(boxes)
-        return self._cache.put(seq, SequenceInfo(boxes=boxes, visible=visible))
+        return SequenceInfo(boxes=boxes, visible=visible)
 
     def frame(self, seq: int, frame_id: int) -> NDArray[np.uint8]:
         chunk, video = self.sequences[seq]
