@@ -8,6 +8,7 @@ otherwise ``--model`` must name a grm export and the demo clip still runs.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +20,21 @@ from numpy.typing import NDArray
 from grm.runtime.errors import InputError
 from grm.runtime.sources import Frame, SourceInfo
 
+log = logging.getLogger(__name__)
 DEMO = "demo"
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_MODEL = ASSETS / "demo.onnx"
 
 
 def is_demo(source: str) -> bool:
-    """``demo`` means the generated clip unless a file or folder of that name exists."""
-    return source == DEMO and not Path(source).exists()
+    """``demo`` means the generated clip unless a file or folder of that name exists (then that is tracked)."""
+    if source != DEMO:
+        return False
+    if Path(source).exists():
+        log.warning("'%s' names an existing file or folder here, which is tracked instead of the generated demo "
+                    "clip; run grm-run demo from another folder for the clip", source)
+        return False
+    return True
 
 
 def demo_init_box() -> tuple[float, float, float, float]:
