@@ -1,7 +1,7 @@
 """grm-bench: run, score and time GRM models on tracking benchmarks. Never imports torch.
 
-``grm-bench --dataset uav --engine grm.plan`` runs the benchmark and scores it; ``grm-bench analyze``,
-``grm-bench speed`` and ``grm-bench pack`` are the single steps. User errors print one line and exit 2.
+'grm-bench --dataset uav --engine grm.plan' runs the benchmark and scores it; 'grm-bench analyze',
+'grm-bench speed' and 'grm-bench pack' are the single steps. User errors print one line and exit 2.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""``grm-train``: train GRM (one process, ``--nproc N`` local ranks, or under ``torchrun``), generate
-synthetic data (``grm-train synth``) and convert checkpoints to the official format (``grm-train export``).
+"""'grm-train': train GRM (one process, '--nproc N' local ranks, or under 'torchrun'), generate
+synthetic data ('grm-train synth') and convert checkpoints to the official format ('grm-train export').
 
 User errors print one line to stderr and exit with status 2.
 """
@@ -204,7 +204,7 @@ def export_cmd(
     output: Annotated[Path, typer.Argument(help="Official-format file to write (GRM_epNNNN.pth.tar).")],
     with_optimizer: Annotated[bool, typer.Option("--with-optimizer", help="Also store the optimiser state.")] = False,
 ) -> None:
-    """Convert a training checkpoint to the official GRM format (key ``net``)."""
+    """Convert a training checkpoint to the official GRM format (key "net")."""
     from grm.train.checkpointing import export_official
 
     try:
