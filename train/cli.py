@@ -50,7 +50,7 @@ def _one_line(error: Exception) -> str:
 
 
 def _fail(error: Exception, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {_one_line(error)}", err=True)
+    typer.echo(f"grm-train: error: {_one_line(error)}", err=True)
     return typer.Exit(code)
 
 
