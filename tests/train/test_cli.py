@@ -28,7 +28,7 @@ def test_synth_writes_the_got10k_layout(tmp_path):
 
 def test_user_errors_are_one_line_and_exit_2(tmp_path):
     result = runner.invoke(app, ["synth", "--output", str(tmp_path), "--sequences", "1", "--min-frames", "5"])
-    assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("error: need 20 <=")
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("grm-train: error: need 20 <=")
     result = runner.invoke(app, ["--config", "tiny", "--output", str(tmp_path / "run"), "--data-root",
                                  str(tmp_path / "missing"), "--no-progress"], env={"GRM_GOT10K_DIR": ""})
     assert result.exit_code == 2
