@@ -28,25 +28,30 @@ def _parse_line(line: str, path: Path, lineno: int) -> list[float]:
         raise InputError(f"{path}:{lineno}: cannot read numbers from {line.strip()!r}") from e
 
 
-def read_boxes(path: str | Path, columns: int = 4) -> NDArray[np.float64]:
-    """Read one box per non-empty line (comma, tab, space or semicolon separated); shape (N, columns).
+def read_rows(path: str | Path) -> list[tuple[int, list[float]]]:
+    """(line number, numbers) per non-empty line (comma, tab, space or semicolon separated); NaN kept.
 
-    ``NaN`` entries are kept (UAV123 marks absent targets with NaN rows).
+    Rows may differ in length; callers check the count they need.
     """
     path = Path(path)
     try:
         text = path.read_text()
-    except OSError as e:
-        raise InputError(f"cannot read box file {path}: {e.strerror or e}") from e
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        values = _parse_line(line, path, lineno)
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read box file {path}: {getattr(e, 'strerror', None) or e}") from e
+    lines = enumerate(text.splitlines(), start=1)
+    return [(lineno, _parse_line(line, path, lineno)) for lineno, line in lines if line.strip()]
+
+
+def read_boxes(path: str | Path, columns: int = 4) -> NDArray[np.float64]:
+    """Read one box per non-empty line (any of the separators above); shape (N, columns).
+
+    ``NaN`` entries are kept (UAV123 marks absent targets with NaN rows).
+    """
+    rows = read_rows(path)
+    for lineno, values in rows:
         if len(values) != columns:
             raise InputError(f"{path}:{lineno}: expected {columns} values (x,y,w,h), found {len(values)}")
-        rows.append(values)
-    return np.asarray(rows, dtype=np.float64).reshape(-1, columns)
+    return np.asarray([values for _, values in rows], dtype=np.float64).reshape(-1, columns)
 
 
 def read_flags(path: str | Path) -> NDArray[np.float64]:

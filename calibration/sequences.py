@@ -14,7 +14,6 @@ Sequences are sorted by name so sampling and the held-out split are deterministi
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,12 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from grm.benchmarks.textio import read_rows
 from grm.runtime.errors import InputError
 from grm.runtime.sources import IMAGE_SUFFIXES, open_source
 
 GT_NAMES = ("groundtruth_rect.txt", "groundtruth.txt")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
-_SEPARATORS = re.compile(r"[,;\s]+")
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,25 +83,13 @@ class TrackSequence:
 
 def read_box_file(path: Path) -> NDArray[np.float64]:
     """Rows of 4 (xywh) or 8 (polygon -> enclosing xywh) numbers; empty lines skipped, NaN kept."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read box file {path}: {e}") from e
-    rows = []
-    for lineno, line in enumerate(lines, start=1):
-        parts = [p for p in _SEPARATORS.split(line.strip().strip(",;")) if p]
-        if not parts:
-            continue
-        try:
-            values = [float(p) for p in parts]
-        except ValueError as e:
-            raise InputError(f"{path}:{lineno}: cannot read numbers from {line.strip()!r}") from e
+    rows = read_rows(path)
+    for lineno, values in rows:
         if len(values) not in (4, 8):
             raise InputError(f"{path}:{lineno}: expected 4 values x,y,w,h (or an 8-value polygon), got {len(values)}")
-        rows.append(values if len(values) == 4 else _polygon_to_xywh(values))
     if not rows:
         raise InputError(f"box file {path} is empty; it needs at least the first frame's x,y,w,h")
-    return np.asarray(rows, dtype=np.float64)
+    return np.asarray([v if len(v) == 4 else _polygon_to_xywh(v) for _, v in rows], dtype=np.float64)
 
 
 def _polygon_to_xywh(values: Sequence[float]) -> list[float]:

@@ -7,7 +7,6 @@ Any missing or malformed file raises :class:`DatasetError` naming the file and t
 
 from __future__ import annotations
 
-import csv
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from grm.runtime.errors import DatasetError
+from grm.benchmarks import textio
+from grm.runtime.errors import DatasetError, InputError
 
 
 @dataclass(frozen=True)
@@ -79,26 +79,17 @@ def read_rgb(path: Path) -> NDArray[np.uint8]:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_boxes(path: Path, delimiter: str = ",") -> NDArray[np.float32]:
+def read_boxes(path: Path) -> NDArray[np.float32]:
     """Read an N x 4 box file (x,y,w,h per line); raises :class:`DatasetError` when missing or malformed."""
     if not path.is_file():
         raise DatasetError(f"annotation file {path} does not exist; check the dataset layout")
-    rows = []
-    with path.open(newline="") as f:
-        for line_no, row in enumerate(csv.reader(f, delimiter=delimiter), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            try:
-                values = [float(v) for v in row if v.strip() != ""]
-            except ValueError as e:
-                raise DatasetError(f"{path}:{line_no}: expected 4 numbers x{delimiter}y{delimiter}w{delimiter}h, "
-                                   f"got {row!r}") from e
-            if len(values) != 4:
-                raise DatasetError(f"{path}:{line_no}: expected 4 values, got {len(values)}")
-            rows.append(values)
-    if not rows:
+    try:
+        boxes = textio.read_boxes(path)
+    except InputError as e:
+        raise DatasetError(str(e)) from e
+    if len(boxes) == 0:
         raise DatasetError(f"annotation file {path} is empty")
-    return np.asarray(rows, dtype=np.float32)
+    return boxes.astype(np.float32)
 
 
 def read_flags(path: Path, expected: int, one_line: bool = False) -> NDArray[np.int64]:
