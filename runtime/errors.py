@@ -37,3 +37,11 @@ class ParityError(GrmError):
 
 class DatasetError(GrmError):
     """A dataset tree that is missing or does not have the expected layout."""
+
+
+class OutputError(GrmError):
+    """An output that cannot be written: read-only or full file system, no permission, a folder in the way."""
+
+
+class Interrupted(GrmError):
+    """Ctrl-C, re-raised by a command with a note on what was kept and how to continue (exit status 130)."""

@@ -1,0 +1,166 @@
+"""The error boundary every grm console script runs inside: one line per failure, documented exit codes.
+
+Exit status (the same for all five commands):
+
+- 0: done.
+- 1: a quality gate failed (export parity, ``grm-calibrate --max-auc-drop``); the result is kept under a name
+  that says so, next to its report.
+- 2: bad input: a missing or corrupt file, an invalid option, an output that cannot be written (read-only or
+  full file system, no permission, a folder in the way), a missing optional package.
+- 3: an internal error (a bug): one line, and the traceback with ``--debug`` or ``GRM_DEBUG=1``.
+- 130: interrupted (Ctrl-C); the line says what was kept and how to continue.
+
+A command's failure is always one line on standard error, ``<prog>: error: <message>``; ``--debug`` anywhere on
+the command line (or ``GRM_DEBUG=1``) shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+import typer
+import typer.main
+
+from grm.runtime.errors import GrmError, Interrupted
+
+try:  # Typer 0.2x carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # older Typer on top of click 8.2+
+    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[no-redef]
+
+EXIT_OK = 0
+EXIT_GATE = 1
+EXIT_INPUT = 2
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "GRM_DEBUG"
+
+
+@dataclass(frozen=True)
+class Needs:
+    """An importable module a command cannot start without, and the extra that installs it."""
+
+    module: str
+    extra: str
+
+    def install_hint(self) -> str:
+        return f'pip install "grm-tracker[{self.extra}]"'
+
+
+def missing(needs: Sequence[Needs]) -> list[Needs]:
+    """The entries of ``needs`` whose module cannot be imported (looked up, not imported: cheap)."""
+    return [need for need in needs if importlib.util.find_spec(need.module) is None]
+
+
+def one_line(text: str) -> str:
+    """Collapse a message onto one line (click and library errors may span several)."""
+    return " ".join(str(text).split())
+
+
+def describe_os_error(error: OSError) -> str:
+    """``PATH: cause`` for an OSError from a file operation (both paths for a rename)."""
+    cause = error.strerror or one_line(str(error)) or type(error).__name__
+    names = [str(n) for n in (error.filename, error.filename2) if n is not None]
+    if error.errno == errno.ENOSPC:
+        cause = "no space left on the device"
+    return f"{' -> '.join(names)}: {cause}" if names else cause
+
+
+def run_cli(
+    prog: str,
+    load_app: Callable[[], typer.Typer],
+    argv: Sequence[str] | None = None,
+    needs: Sequence[Needs] = (),
+) -> NoReturn:
+    """Run a Typer app as the console script ``prog`` and exit with the documented status.
+
+    ``load_app`` imports the command module only after ``needs`` are checked, so that a missing extra is one
+    line naming the install command, for ``--help`` too.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [a for a in args if a != DEBUG_FLAG]
+    sys.exit(_run(prog, load_app, args, needs, debug))
+
+
+def _run(prog: str, load_app: Callable[[], typer.Typer], args: list[str], needs: Sequence[Needs], debug: bool) -> int:
+    absent = missing(needs)
+    if absent:
+        modules = ", ".join(n.module for n in absent)
+        return _fail(prog, f"{prog} needs {modules}, which is not installed: {absent[0].install_hint()}")
+    try:
+        command = typer.main.get_command(load_app())
+        with command.make_context(prog, args) as ctx:
+            command.invoke(ctx)
+        return EXIT_OK
+    except typer.Exit as e:
+        return e.exit_code
+    except NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help() if e.ctx else str(e))
+        return EXIT_INPUT
+    except ClickException as e:
+        return _fail(prog, f"{one_line(e.format_message())} (see '{prog} --help')", e.exit_code or EXIT_INPUT)
+    except (KeyboardInterrupt, typer.Abort):
+        if debug:
+            raise
+        typer.echo(f"{prog}: interrupted: nothing was completed; run the command again", err=True)
+        return EXIT_INTERRUPTED
+    except Interrupted as e:
+        if debug:
+            raise
+        typer.echo(f"{prog}: interrupted: {one_line(str(e))}", err=True)
+        return EXIT_INTERRUPTED
+    except GrmError as e:
+        if debug:
+            raise
+        return _fail(prog, one_line(str(e)))
+    except OSError as e:
+        if debug:
+            raise
+        if e.errno == errno.EPIPE:  # the reader of our standard output went away (| head): not an error
+            _silence_stdout()
+            return EXIT_OK
+        return _fail(prog, describe_os_error(e))
+    except MemoryError:
+        if debug:
+            raise
+        return _fail(prog, "out of memory; use a smaller batch, fewer workers or a smaller model")
+    except Exception as e:  # noqa: BLE001 - the boundary: a bug becomes one line, --debug shows the traceback
+        if debug:
+            raise
+        message = f"internal error ({type(e).__name__}: {one_line(str(e))}); run again with --debug for the traceback"
+        return _fail(prog, message, EXIT_BUG)
+
+
+def _fail(prog: str, message: str, code: int = EXIT_INPUT) -> int:
+    typer.echo(f"{prog}: error: {message}", err=True)
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null so that the interpreter's final flush raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def log_to_stderr(prog: str, level: int = logging.WARNING) -> logging.Handler:
+    """Send the ``grm`` loggers' records to standard error as ``<prog>: <level>: <message>`` lines."""
+    logger = logging.getLogger("grm")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return handler
