@@ -1,4 +1,9 @@
-"""Shared test fixtures: locations of ../shared reference material, skipping cleanly when absent."""
+"""Locations of test data.
+
+The conformance fixture (official outputs on the tiny config) ships in tests/data/upstream_tiny, so the model and
+tracker conformance tests run on any clone. Real sequences and full-size reference files live in ../shared
+(``GRM_SHARED_DIR`` overrides the location); tests that need them skip with the path they looked for.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GRM_SHARED_DIR", REPO.parent / "shared"))
-UPSTREAM_TINY = SHARED / "fixtures" / "upstream_tiny"
+UPSTREAM_TINY = REPO / "tests" / "data" / "upstream_tiny"
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +25,9 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def upstream_tiny(shared_dir: Path) -> Path:
-    if not UPSTREAM_TINY.is_dir():
-        pytest.skip(f"upstream_tiny fixture not found at {UPSTREAM_TINY}")
+def upstream_tiny() -> Path:
+    """The bundled fixture folder; missing files are a broken checkout, so this fails rather than skips."""
+    assert (UPSTREAM_TINY / "GRM_ep0001.pth.tar").is_file(), f"conformance fixture missing from {UPSTREAM_TINY}"
     return UPSTREAM_TINY
 
 
