@@ -22,14 +22,23 @@ PROTOCOLS = ("pytracking", "otb")
 
 @dataclass
 class TrackerReport:
-    """Scores of one result set on one dataset."""
+    """Scores of one result set on one dataset.
+
+    Attributes:
+        summary / per_sequence: scores under the report's protocol (curves are fractions).
+        got10k / got10k_per_sequence: GOT-10k toolkit AO, SR50, SR75 (percent) and ``FPS`` (toolkit
+            definition, :data:`metrics.GOT10K_FPS_DEFINITION`) overall and per sequence; GOT-10k val only.
+        fps / sequence_fps: speed as :data:`metrics.FPS_DEFINITION`, overall and per sequence.
+    """
 
     label: str
     summary: metrics.Summary
     per_sequence: dict[str, metrics.Curves]
-    got10k: dict[str, float] | None = None
+    got10k: dict[str, float | None] | None = None
     attributes: dict[str, metrics.Summary] = field(default_factory=dict)
     fps: float | None = None
+    got10k_per_sequence: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    sequence_fps: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,22 +97,38 @@ def _locate(
 
 def _score_set(
     rs: ResultSet, seqs: list[Sequence], protocol: str, got10k: bool, on_sequence: Callable[[str], None] | None
-) -> tuple[dict[str, metrics.Curves], list[np.ndarray], float | None]:
+) -> TrackerReport:
+    """Score one result set: the protocol's curves, GOT-10k toolkit scores where asked, and both speeds."""
     overlap, norm = thresholds(protocol)
-    curves, ious, frames, seconds = {}, [], 0, 0.0
+    curves: dict[str, metrics.Curves] = {}
+    ious: dict[str, NDArray[np.float64]] = {}
+    times: dict[str, NDArray[np.float64]] = {}
     for seq in seqs:
         path = rs.find(seq.name, seq.aliases)
         assert path is not None  # guaranteed by _locate
         pred = read_boxes(path)
         curves[seq.name] = metrics.sequence_curves(frame_errors(pred, seq, protocol), overlap, norm)
         if got10k:
-            ious.append(metrics.got10k_ious(pred, seq.gt, seq.cover, seq.resolution, where=seq.name))
-        times = rs.times(path)
-        if times is not None and len(times) > 1:
-            frames, seconds = frames + len(times) - 1, seconds + float(times[1:].sum())
+            ious[seq.name] = metrics.got10k_ious(pred, seq.gt, seq.cover, seq.resolution, where=seq.name)
+        seq_times = rs.times(path)
+        if seq_times is not None:
+            times[seq.name] = seq_times
         if on_sequence is not None:
             on_sequence(seq.name)
-    return curves, ious, (frames / seconds if seconds > 0 else None)
+    report = TrackerReport(
+        rs.label,
+        metrics.summarize(list(curves.values()), overlap),
+        curves,
+        fps=metrics.throughput_fps(list(times.values())),
+        sequence_fps={name: metrics.throughput_fps([t]) for name, t in times.items()},
+    )
+    if got10k:
+        report.got10k = {**metrics.got10k_summary(list(ious.values())), "FPS": metrics.got10k_fps(list(times.values()))}
+        report.got10k_per_sequence = {
+            name: {**metrics.got10k_scores(i), "FPS": metrics.got10k_fps([times[name]]) if name in times else None}
+            for name, i in ious.items()
+        }
+    return report
 
 
 def analyze(
@@ -123,12 +148,9 @@ def analyze(
     attr = dataset.attribute_table()
     reports = []
     for rs in sets:
-        curves, ious, fps = _score_set(rs, seqs, protocol, dataset.name == "got10k_val", on_sequence)
-        report = TrackerReport(rs.label, metrics.summarize(list(curves.values()), overlap), curves, fps=fps)
-        if ious:
-            report.got10k = metrics.got10k_summary(ious)
+        report = _score_set(rs, seqs, protocol, dataset.name == "got10k_val", on_sequence)
         if attr is not None:
-            report.attributes = _by_attribute(curves, attr, overlap)
+            report.attributes = _by_attribute(report.per_sequence, attr, overlap)
         reports.append(report)
     return AnalysisReport(dataset.name, protocol, [s.name for s in seqs], reports, overlap, norm, missing)
 

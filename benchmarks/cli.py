@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,32 +21,74 @@ from grm.benchmarks.analysis import PROTOCOLS, analyze
 from grm.benchmarks.datasets import DATASETS, open_dataset
 from grm.benchmarks.engine import EngineOpener
 from grm.benchmarks.report import summary_table, write_report
-from grm.benchmarks.results import result_sets
-from grm.benchmarks.run import SequenceRun, parse_shard, run_benchmark, select
-from grm.benchmarks.speed import measure, measure_isolated, speed_report, update_results_file
-from grm.benchmarks.submission import FORMATS, pack
-from grm.benchmarks.textio import write_atomic
-from grm.runtime.errors import GrmError, InputError
+from grm.benchmarks.results import MANIFEST, ResultSet, result_sets
+from grm.benchmarks.run import SequenceRun, parse_shard, require_present, run_benchmark, select
+from grm.benchmarks.speed import (
+    format_speed_table,
+    measure,
+    measure_isolated,
+    speed_report,
+    update_results_file,
+)
+from grm.benchmarks.submission import FORMATS, pack, pack_dataset
+from grm.runtime.atomic import atomic_write_text
+from grm.runtime.cliapp import one_line, writing
+from grm.runtime.datasets import check_threshold
+from grm.runtime.errors import GrmError, InputError, Interrupted
+from grm.runtime.outputs import check_output
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
-COMMANDS = ("run", "analyze", "speed", "pack")
 Dataset_ = Annotated[str, typer.Option("--dataset", help=f"One of: {', '.join(DATASETS)}.")]
 DataRoot = Annotated[Path | None, typer.Option("--data-root", help="Dataset root (else $GRM_<DATASET>_ROOT).")]
 Backend_ = Annotated[str, typer.Option("--backend", help="auto, onnxruntime, ort-cuda, ort-tensorrt, tensorrt, torch.")]
 
 
 def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    """GrmError -> one line on stderr and exit status 2."""
+    """GrmError -> one line on stderr and exit status 2; Ctrl-C -> :class:`Interrupted` for the error boundary.
+
+    The boundary (:func:`grm.runtime.cliapp.run_cli`) does the same for every error; this keeps a command
+    called directly (``typer.testing.CliRunner``) to the same one-line contract.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "every file written so far is complete (files are written whole or not at all); "
+                "run the same command again (a run skips the sequences already tracked)"
+            ) from None
+        except Interrupted:
+            raise
         except GrmError as e:
-            typer.echo(f"grm-bench: error: {e}", err=True)
-            raise typer.Exit(2) from e
+            typer.echo(f"grm-bench: error: {one_line(str(e))}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _check_run_options(threshold: float | None, label: str | None) -> None:
+    """Checks that need no dataset or model, so a bad command line fails at once."""
+    if threshold is not None:
+        check_threshold(threshold)
+    if label is not None and (not label.strip() or label in (".", "..") or any(c in label for c in "/\\")):
+        raise InputError(f"--label {label!r} must be a plain name (it becomes a folder name: no '/', '.' or '..')")
+
+
+@contextmanager
+def _tracking(folder: Path, names: list[str]) -> Iterator[None]:
+    """Ctrl-C while tracking: say how many sequences are finished (their files are whole) and how to resume;
+    an OSError while writing results (read-only or full file system) names the results folder."""
+    try:
+        with writing(folder):
+            yield
+    except KeyboardInterrupt:
+        done = sum((folder / f"{name}.txt").is_file() for name in names)
+        raise Interrupted(
+            f"{done} of {len(names)} sequences are finished in {folder} (each result file is written whole); "
+            "run the same command again to resume with the others"
+        ) from None
 
 
 def _check_protocol(protocol: str) -> None:
@@ -78,12 +119,17 @@ def run_cmd(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
 ) -> None:
     _check_protocol(protocol)
+    _check_run_options(threshold, label)
     ds = open_dataset(dataset, data_root, partial=partial)
     opener = EngineOpener(engine, backend, config, threads)
     name = label or pipeline.run_label(opener.label, threshold)
     folder = pipeline.results_folder(results_dir, name, dataset)
+    check_output(folder / MANIFEST, "--results-dir")
     todo = select(ds.sequence_names(), parse_shard(shard), tuple(sequence or ()))
-    with tqdm(total=len(todo), unit="seq", desc=dataset) as seqs, tqdm(unit="frame", leave=False) as frames:
+    require_present(ds, todo)
+    with _tracking(folder, todo), tqdm(total=len(todo), unit="seq", desc=dataset) as seqs, tqdm(
+        unit="frame", leave=False
+    ) as frames:
 
         def on_sequence(r: SequenceRun) -> None:
             seqs.set_postfix_str(f"{r.name} {'skipped' if r.skipped else f'{r.frames} frames'}")
@@ -123,7 +169,7 @@ def run_cmd(
     else:
         report, written = pipeline.report_run(ds, folder, name, protocol, plots)
         typer.echo(summary_table(report))
-        typer.echo("wrote " + ", ".join(str(p) for p in written))
+        _echo_written(written)
 
 
 @app.command("analyze", help="Score result folders side by side (folders with the same label are merged).")
@@ -133,24 +179,55 @@ def analyze_cmd(
     results: Annotated[list[str], typer.Option("--results", help="Result folder or LABEL=DIR (repeatable).")],
     data_root: DataRoot = None,
     protocol: Annotated[str, typer.Option(help="pytracking or otb.")] = "pytracking",
-    out: Annotated[Path | None, typer.Option(help="Report folder (default: the first results folder).")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Report folder (default: the current folder; never a --results folder).")
+    ] = Path("."),
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Also write one self-contained HTML page (plots, tables, lost frames).")
+    ] = None,
     skip_missing: Annotated[bool, typer.Option(help="Score only sequences every folder has.")] = False,
     partial: Annotated[bool, typer.Option(help="Use only the sequences present under the root.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
 ) -> None:
     _check_protocol(protocol)
     ds = open_dataset(dataset, data_root, partial=partial)
+    require_present(ds, ds.sequence_names())
     sets = result_sets(results, set(DATASETS))
+    _check_not_input(out, sets, "--out")
+    if html_out is not None:
+        _check_not_input(html_out.parent, sets, "--html")
     with tqdm(total=len(ds.sequence_names()) * len(sets), unit="seq", desc="scoring", leave=False) as bar:
         report = analyze(ds, sets, protocol, skip_missing=skip_missing, on_sequence=lambda _: bar.update())
-    target = out or sets[0].folders[0]
-    written = write_report(report, target)
+    written = write_report(report, out)
     if plots:
         from grm.benchmarks.plots import write_plots
 
-        written += write_plots(report, target)
+        written += write_plots(report, out)
+    if html_out is not None:
+        from grm.benchmarks.html_report import write_html
+
+        written.append(write_html(report, html_out, ds, sets))
     typer.echo(summary_table(report))
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    _echo_written(written)
+    if html_out is not None:
+        typer.echo(f"open {html_out.resolve().as_uri()} in a browser to look at the report")
+
+
+def _check_not_input(folder: Path, sets: list[ResultSet], option: str) -> None:
+    """Reports never go into a --results folder (it may be shared or read-only, and holds only results)."""
+    where = folder.resolve()
+    for rs in sets:
+        for f in rs.folders:
+            if f.resolve() == where:
+                raise InputError(
+                    f"{option} {folder} is the --results folder {f}; reports never go into an input folder, "
+                    f"pass {option} with another path"
+                )
+
+
+def _echo_written(paths: list[Path]) -> None:
+    for path in paths:
+        typer.echo(f"wrote {path}")
 
 
 @app.command("speed", help="Time engines on real frames: fps, latency percentiles, stage split, peak memory.")
@@ -170,13 +247,16 @@ def speed_cmd(
     config: Annotated[str | None, typer.Option(help="Config name (raw checkpoints).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU inference threads.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Division threshold (default: dataset preset).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON to this file ('-': print it, no table).")
+    ] = None,
     update_results: Annotated[bool, typer.Option(help="Update the speed section of --results-md.")] = False,
     results_md: Annotated[Path, typer.Option(help="Markdown file for --update-results.")] = Path(
         "benchmarks/RESULTS.md"
     ),
     isolate: Annotated[bool, typer.Option("--isolate/--in-process", help="One fresh process per engine.")] = True,
 ) -> None:
+    _check_run_options(threshold, None)
     clip = pipeline.speed_clip(source, box, dataset, data_root, sequence, frames)
     timer = measure_isolated if isolate else measure
     results = []
@@ -184,12 +264,19 @@ def speed_cmd(
         opener = EngineOpener(path, backend, config, threads)
         results.append(timer(opener, clip, opener.label, warmup=warmup, threshold=threshold, dataset=dataset))
     report = speed_report(results, clip, warmup)
-    text = json.dumps(report, indent=1)
-    if json_out:
-        write_atomic(json_out, text)
+    written = []
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report, indent=1) + "\n")
+        if str(json_out) != "-":
+            written.append(json_out)
     if update_results:
-        update_results_file(results_md, report)
-    typer.echo(text)
+        written.append(update_results_file(results_md, report))
+    if str(json_out) == "-":  # standard output carries the JSON alone
+        for path in written:
+            typer.echo(f"wrote {path}", err=True)
+        return
+    typer.echo(format_speed_table(report))
+    _echo_written(written)
 
 
 @app.command("pack", help="Build the GOT-10k test or TrackingNet server zip from a results folder.")
@@ -198,19 +285,26 @@ def pack_cmd(
     dataset: Annotated[str, typer.Option("--dataset", help=f"One of: {', '.join(FORMATS)}.")],
     results: Annotated[Path, typer.Option("--results", help="Results folder of that dataset.")],
     out: Annotated[Path | None, typer.Option(help="Zip path (default: inside the results folder).")] = None,
-    data_root: Annotated[Path | None, typer.Option(help="Dataset root, to check the pack is complete.")] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset root: its sequences are packed and checked complete "
+            "(else $GRM_<DATASET>_ROOT, else the root in the folder's run_manifest.json)."
+        ),
+    ] = None,
+    ignore_extra: Annotated[
+        bool, typer.Option("--ignore-extra", help="Skip, with a warning, .txt files that are no sequence's result.")
+    ] = False,
 ) -> None:
-    ds = open_dataset(dataset, data_root) if data_root else None
-    typer.echo(f"wrote {pack(dataset, results, out, ds)}")
+    ds = pack_dataset(dataset, results, data_root)
+    typer.echo(f"wrote {pack(dataset, results, out, ds, ignore_extra=ignore_extra)}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ``grm-bench --dataset ...`` without a command means ``grm-bench run --dataset ...``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in (*COMMANDS, "--help", "-h"):
-        args.insert(0, "run")
-    logging.basicConfig(level=logging.WARNING, format="grm-bench: %(levelname)s: %(message)s")
-    app(args=args, prog_name="grm-bench")
+    """Entry point (``grm-bench``, see :func:`grm.benchmarks.main`)."""
+    from grm.benchmarks import main as bench_main
+
+    bench_main(argv)
 
 
 if __name__ == "__main__":

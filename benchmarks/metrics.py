@@ -7,7 +7,8 @@ Boxes are xywh in pixels (N, 4). Two protocols score them (see ``benchmarks/PROT
 - ``otb``: the OTB toolkit (``calcSeqErrRobust``/``perfPlot``), which also underlies the LaSOT toolkit.
 
 GOT-10k's AO/SR follow the GOT-10k toolkit (continuous IoU clipped to the image, frame 0 excluded, frames
-with the target absent excluded, frames of all sequences pooled).
+with the target absent excluded, frames of all sequences pooled). Speed has two definitions, both named in
+reports: :data:`FPS_DEFINITION` (throughput of tracked frames) and the toolkit's :data:`GOT10K_FPS_DEFINITION`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ CENTER_THRESHOLDS = np.arange(51, dtype=np.float64)
 
 @dataclass(frozen=True)
 class ScoringRules:
-    """Per-dataset treatment of invalid frames under the ``pytracking`` protocol (spec D.3)."""
+    """Per-dataset treatment of invalid frames under the ``pytracking`` protocol (benchmarks/PROTOCOLS.md)."""
 
     nan_gt_allowed: bool = False
     invalid_center: float = np.inf
@@ -322,13 +323,47 @@ def got10k_ious(
     return ious
 
 
+def got10k_scores(ious: Array) -> dict[str, float]:
+    """AO, SR0.50 and SR0.75 in percent of the given frame IoUs; NaN when there is none (target always absent).
+
+    Scored on one sequence's IoUs this is the toolkit's per-sequence ``ao`` and ``sr`` (x 100); SR0.75 is its
+    success curve at threshold 0.75.
+    """
+    ious = np.asarray(ious, dtype=np.float64)
+    if len(ious) == 0:
+        return {"AO": float("nan"), "SR50": float("nan"), "SR75": float("nan")}
+    return {
+        "AO": float(ious.mean() * 100),
+        "SR50": float((ious > 0.5).mean() * 100),
+        "SR75": float((ious > 0.75).mean() * 100),
+    }
+
+
 def got10k_summary(ious: Sequence[Array]) -> dict[str, float]:
     """AO, SR0.50 and SR0.75 in percent over the frames of all sequences pooled (GOT-10k toolkit)."""
     pooled = np.concatenate([np.asarray(i, dtype=np.float64) for i in ious]) if ious else np.empty(0)
     if len(pooled) == 0:
         raise InputError("no GOT-10k frame to score")
-    return {
-        "AO": float(pooled.mean() * 100),
-        "SR50": float((pooled > 0.5).mean() * 100),
-        "SR75": float((pooled > 0.75).mean() * 100),
-    }
+    return got10k_scores(pooled)
+
+
+FPS_DEFINITION = "frames after the first / their summed per-frame tracking seconds (initialisation excluded)"
+GOT10K_FPS_DEFINITION = (
+    "GOT-10k toolkit: mean of 1 / per-frame seconds over every frame, the first (initialisation) included, "
+    "frames of all sequences pooled; NaN and non-positive times dropped"
+)
+
+
+def throughput_fps(times: Sequence[Array]) -> float | None:
+    """Frames per second as :data:`FPS_DEFINITION` from per-sequence per-frame seconds; None without timed frames."""
+    frames = sum(max(len(t) - 1, 0) for t in times)
+    seconds = float(sum(np.asarray(t, dtype=np.float64)[1:].sum() for t in times))
+    return frames / seconds if frames and seconds > 0 else None
+
+
+def got10k_fps(times: Sequence[Array]) -> float | None:
+    """Frames per second as :data:`GOT10K_FPS_DEFINITION` (the GOT-10k toolkit's ``speed_fps``); None without times."""
+    pooled = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in times]) if times else np.empty(0)
+    pooled = pooled[~np.isnan(pooled)]
+    pooled = pooled[pooled > 0]
+    return float(np.mean(1.0 / pooled)) if len(pooled) else None

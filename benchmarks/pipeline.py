@@ -10,11 +10,13 @@ from typing import Any
 
 from grm.benchmarks.analysis import AnalysisReport, analyze
 from grm.benchmarks.datasets import Dataset, open_dataset
-from grm.benchmarks.report import finite, write_report
+from grm.benchmarks.report import write_report
 from grm.benchmarks.results import ResultSet
 from grm.benchmarks.speed import Clip
-from grm.benchmarks.textio import read_boxes, read_flags, write_atomic
+from grm.benchmarks.textio import read_boxes, read_flags
+from grm.runtime.atomic import atomic_write_text
 from grm.runtime.errors import InputError
+from grm.runtime.outputs import nan_to_none
 from grm.runtime.stats import percentiles_ms
 
 
@@ -42,7 +44,7 @@ def run_speed_summary(folder: Path, names: list[str]) -> dict[str, Any]:
             inits.append(values[0])
             seconds.extend(values[1:])
     total = sum(seconds)
-    return finite(
+    return nan_to_none(
         {
             "frames": len(seconds),
             "sequences": len(inits),
@@ -66,7 +68,7 @@ def report_run(
 
         written += write_plots(report, folder)
     speed = folder / "speed_summary.json"
-    write_atomic(speed, json.dumps(run_speed_summary(folder, report.sequences), indent=1))
+    atomic_write_text(speed, json.dumps(run_speed_summary(folder, report.sequences), indent=1))
     return report, [*written, speed]
 
 
@@ -77,7 +79,7 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
         raise InputError(f"--box must be x,y,w,h numbers; got {text!r}") from e
     if len(values) != 4:
         raise InputError(f"--box must have 4 values x,y,w,h; got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def speed_clip(
@@ -94,7 +96,7 @@ def speed_clip(
     gt = folder / "groundtruth_rect.txt"
     if box is None and gt.is_file() and (folder / "img").is_dir():
         files = tuple(sorted(p for p in (folder / "img").iterdir() if p.suffix.lower() in (".jpg", ".png")))
-        return Clip(folder.name, tuple(read_boxes(gt)[0]), files=files, max_frames=frames)  # type: ignore[arg-type]
+        return Clip(folder.name, tuple(read_boxes(gt)[0]), files=files, max_frames=frames)
     if box is None:
         raise InputError(f"--box x,y,w,h is needed for {source} (no groundtruth_rect.txt beside an img/ folder)")
     return Clip(folder.name or source, parse_box(box), source=source, max_frames=frames)

@@ -1,7 +1,12 @@
-"""Success and precision plots as PNG (matplotlib is imported only here, with the Agg backend)."""
+"""Success, precision and normalised-precision plots as PNG files or inline SVG.
+
+matplotlib is imported only here, with the Agg backend.
+"""
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,42 +29,90 @@ def _pyplot() -> Any:
     return plt
 
 
-def _plot(plt: Any, path: Path, title: str, xlabel: str, ylabel: str, series: list[tuple[str, Any, Any]]) -> Path:
+@dataclass(frozen=True)
+class PlotSpec:
+    """One curve plot: file-name suffix, title, axis labels and (legend, x, y) series."""
+
+    key: str
+    title: str
+    xlabel: str
+    ylabel: str
+    series: list[tuple[str, Any, Any]]
+
+
+def _figure(plt: Any, spec: PlotSpec) -> Any:
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for label, x, y in series:
+    for label, x, y in spec.series:
         ax.plot(x, y, linewidth=1.8, label=label)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, ylim=(0, 1), xlim=(x[0], x[-1]))
+    ax.set(title=spec.title, xlabel=spec.xlabel, ylabel=spec.ylabel, ylim=(0, 1), xlim=(x[0], x[-1]))
     ax.grid(True, linestyle=":")
-    ax.legend(loc="lower left" if "Success" in title else "lower right", fontsize=8)
+    ax.legend(loc="lower left" if spec.key == "success" else "lower right", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_specs(report: AnalysisReport) -> list[PlotSpec]:
+    """Success (legend: AUC), precision (legend: value at 20 px) and normalised precision (value at 0.20)."""
+    name = f"{report.dataset} ({len(report.sequences)} sequences, {report.protocol})"
+    s = [t.summary for t in report.trackers]
+    labels = [t.label for t in report.trackers]
+
+    def ranked(value: str, curve: str, x: Any) -> list[tuple[str, Any, Any]]:
+        order = sorted(range(len(s)), key=lambda i: -getattr(s[i], value))
+        return [(f"{labels[i]} [{getattr(s[i], value):.1f}]", x, getattr(s[i], curve)) for i in order]
+
+    return [
+        PlotSpec(
+            "success",
+            f"Success plot: {name}",
+            "Overlap threshold",
+            "Success rate",
+            ranked("auc", "success_curve", report.overlap_thresholds),
+        ),
+        PlotSpec(
+            "precision",
+            f"Precision plot: {name}",
+            "Location error threshold (px)",
+            "Precision",
+            ranked("precision", "precision_curve", CENTER_THRESHOLDS),
+        ),
+        PlotSpec(
+            "norm_precision",
+            f"Normalised precision plot: {name}",
+            "Location error threshold (target size)",
+            "Normalised precision",
+            ranked("norm_precision", "norm_precision_curve", report.norm_thresholds),
+        ),
+    ]
 
 
 def write_plots(report: AnalysisReport, out_dir: str | Path, stem: str | None = None) -> list[Path]:
-    """Success (legend: AUC) and precision (legend: value at 20 px) plots; returns the PNG paths."""
+    """``<stem>_success.png``, ``_precision.png`` and ``_norm_precision.png``; returns the PNG paths."""
     plt = _pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = stem or f"{report.dataset}_{report.protocol}"
-    order = sorted(report.trackers, key=lambda t: -t.summary.auc)
-    x_iou = report.overlap_thresholds
-    success = [(f"{t.label} [{t.summary.auc:.1f}]", x_iou, t.summary.success_curve) for t in order]
-    by_prec = sorted(report.trackers, key=lambda t: -t.summary.precision)
-    precision = [
-        (f"{t.label} [{t.summary.precision:.1f}]", CENTER_THRESHOLDS, t.summary.precision_curve) for t in by_prec
-    ]
-    name = f"{report.dataset} ({len(report.sequences)} sequences, {report.protocol})"
-    return [
-        _plot(plt, out / f"{stem}_success.png", f"Success plot: {name}", "Overlap threshold", "Success rate", success),
-        _plot(
-            plt,
-            out / f"{stem}_precision.png",
-            f"Precision plot: {name}",
-            "Location error threshold (px)",
-            "Precision",
-            precision,
-        ),
-    ]
+    written = []
+    for spec in plot_specs(report):
+        fig = _figure(plt, spec)
+        path = out / f"{stem}_{spec.key}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def svg_plots(report: AnalysisReport) -> dict[str, str]:
+    """The same plots as inline ``<svg>`` markup (text kept as text, no external references), by key."""
+    plt = _pyplot()
+    out = {}
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "grm-bench"}):
+        for spec in plot_specs(report):
+            fig = _figure(plt, spec)
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg", metadata={"Date": None})
+            plt.close(fig)
+            text = buf.getvalue()
+            out[spec.key] = text[text.index("<svg") :]
+    return out

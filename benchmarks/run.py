@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ import numpy as np
 from grm.benchmarks.datasets import Dataset, Sequence
 from grm.benchmarks.frames import read_rgb
 from grm.benchmarks.results import MANIFEST, read_manifest
-from grm.benchmarks.textio import format_boxes, read_boxes, write_atomic
+from grm.benchmarks.textio import format_boxes, read_boxes
+from grm.runtime.atomic import atomic_write_text
 from grm.runtime.backends.base import Backend
 from grm.runtime.errors import ConfigError, DatasetError, InputError
 from grm.runtime.tracker import Tracker
@@ -87,6 +89,25 @@ def select(names: list[str], shard: tuple[int, int] = (1, 1), only: tuple[str, .
     return names[i - 1 :: n]
 
 
+def require_present(dataset: Dataset, names: list[str]) -> None:
+    """Without ``partial``, every named sequence must be under the root; else one line with the count and the way out."""
+    if dataset.partial:
+        return
+    missing = [n for n in names if not dataset.is_present(n)]
+    if not missing:
+        return
+    if len(missing) == len(names):
+        raise DatasetError(
+            f"{dataset.name}: none of the {len(names)} sequences asked for is present under {dataset.root} "
+            f"(e.g. {missing[0]}); expected {dataset.layout}"
+        )
+    raise DatasetError(
+        f"{dataset.name}: only {len(names) - len(missing)} of {len(names)} sequences are present under "
+        f"{dataset.root} (missing: {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+        "pass --partial to use only the present ones (scores are then not comparable to published tables)"
+    )
+
+
 def is_finished(folder: Path, seq: Sequence) -> bool:
     """A result file with one row per frame exists (a partial one cannot: writes are atomic)."""
     path = folder / f"{seq.name}.txt"
@@ -131,12 +152,16 @@ def run_one(
 ) -> SequenceRun:
     """Track one sequence and write its time file, then its result file, atomically."""
     boxes, times = track_sequence(seq, backend, threshold, on_frame)
-    write_atomic(folder / f"{seq.name}_time.txt", "".join(f"{t:.6f}\n" for t in times))
-    write_atomic(folder / f"{seq.name}.txt", format_boxes(boxes))
+    atomic_write_text(folder / f"{seq.name}_time.txt", "".join(f"{t:.6f}\n" for t in times))
+    atomic_write_text(folder / f"{seq.name}.txt", format_boxes(boxes))
     return SequenceRun(seq.name, len(boxes), float(sum(times[1:])))
 
 
 def _worker_init(open_backend: OpenBackend, threshold: float) -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent alone stops the run (see _run_parallel);
+    # its SIGTERM ends a worker through SystemExit, so an atomic write in progress removes its temporary file.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _WORKER["backend"] = open_backend()
     _WORKER["threshold"] = threshold
 
@@ -156,7 +181,7 @@ def write_manifest(folder: Path, info: dict[str, Any]) -> None:
                     "use another --results-dir or --label"
                 )
         info = {**old, **info, "created": old.get("created", info["created"])}
-    write_atomic(folder / MANIFEST, json.dumps(info, indent=1, sort_keys=True))
+    atomic_write_text(folder / MANIFEST, json.dumps(info, indent=1, sort_keys=True))
 
 
 def manifest_info(
@@ -203,6 +228,7 @@ def run_benchmark(
     """
     folder = Path(folder)
     names = select(dataset.sequence_names(), shard, only)
+    require_present(dataset, names)
     backend = open_backend()
     try:
         value = backend.metadata.tracker.threshold_for(dataset.name) if threshold is None else float(threshold)
@@ -253,5 +279,25 @@ def _run_parallel(
         initargs=(open_backend, threshold),
     ) as pool:
         futures = [pool.submit(_worker_run, seq, folder) for seq in todo]
-        for future in as_completed(futures):
-            _record(summary, future.result(), on_sequence)
+        try:
+            for future in as_completed(futures):
+                _record(summary, future.result(), on_sequence)
+        except KeyboardInterrupt:
+            _stop_workers(pool, futures)
+            raise
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, futures: list[Future[SequenceRun]]) -> None:
+    """Drop the queued sequences and end the workers now (finished result files stay; a rerun resumes)."""
+    for future in futures:
+        future.cancel()
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()

@@ -20,7 +20,7 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,8 +31,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from grm.benchmarks.frames import read_rgb
-from grm.benchmarks.textio import write_atomic
+from grm.runtime.atomic import atomic_write_text
 from grm.runtime.backends.base import Backend
+from grm.runtime.cpu_features import cpu_features
 from grm.runtime.errors import InputError
 from grm.runtime.sources import open_source
 from grm.runtime.stats import latency_ms, percentiles_ms
@@ -42,6 +43,17 @@ FPS_DEFINITION = (
     "tracked frames / sum of Tracker.track wall times (initialisation, frame reading and decoding excluded)"
 )
 BEGIN, END = "<!-- grm-bench speed: begin -->", "<!-- grm-bench speed: end -->"
+SPEED_HEAD = (
+    "Engine",
+    "Backend",
+    "FPS",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "pre / inference / post ms (mean)",
+    "peak RSS MiB",
+    "vs first",
+)
 
 
 @dataclass(frozen=True)
@@ -208,6 +220,7 @@ def speed_report(results: list[EngineSpeed], clip: Clip, warmup: int) -> dict[st
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "cpu_features": cpu_features().summary(),
         },
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "engines": [asdict(r) for r in results],
@@ -217,7 +230,6 @@ def speed_report(results: list[EngineSpeed], clip: Clip, warmup: int) -> dict[st
 
 def results_markdown(report: dict[str, Any]) -> str:
     """The speed section of RESULTS.md (between markers, so later updates replace it)."""
-    ratios = {r["engine"]: r["fps_ratio"] for r in report["ratios"]}
     lines = [
         BEGIN,
         "## Speed",
@@ -226,17 +238,56 @@ def results_markdown(report: dict[str, Any]) -> str:
         f"{report['machine']['platform']}); clip {report['clip']['name']} ({report['clip']['frames']} frames), "
         f"{report['warmup_frames']} warm-up frames. FPS = {report['fps_definition']}.",
         "",
-        "| Engine | Backend | FPS | p50 ms | p90 ms | p99 ms | pre / inference / post ms (mean) | peak RSS MiB | vs first |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"CPU features: {report['machine'].get('cpu_features', 'not recorded')}.",
+        "",
+        "| " + " | ".join(SPEED_HEAD) + " |",
+        "| " + " | ".join(["---"] * len(SPEED_HEAD)) + " |",
     ]
+    lines += ["| " + " | ".join(row) + " |" for row in speed_rows(report)]
+    return "\n".join([*lines, END]) + "\n"
+
+
+def speed_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row of :data:`SPEED_HEAD` cells per engine of a :func:`speed_report`."""
+    ratios = {r["engine"]: r["fps_ratio"] for r in report["ratios"]}
+    rows = []
     for e in report["engines"]:
         f, s = e["latency_ms"]["frame"], e["stage_mean_ms"]
-        ratio = f"{ratios[e['label']]:.2f}x" if e["label"] in ratios else "1.00x"
-        lines.append(
-            f"| {e['label']} | {e['backend']} | {e['fps']:.1f} | {f['p50']:.2f} | {f['p90']:.2f} | {f['p99']:.2f} | "
-            f"{s['preprocess']:.2f} / {s['inference']:.2f} / {s['postprocess']:.2f} | {e['peak_rss_mb']:.0f} | {ratio} |"
+        rows.append(
+            [
+                e["label"],
+                e["backend"],
+                f"{e['fps']:.1f}",
+                *(f"{f[k]:.2f}" for k in ("p50", "p90", "p99")),
+                " / ".join(f"{s[k]:.2f}" for k in ("preprocess", "inference", "postprocess")),
+                f"{e['peak_rss_mb']:.0f}",
+                f"{ratios[e['label']]:.2f}x" if e["label"] in ratios else "1.00x",
+            ]
         )
-    return "\n".join([*lines, END]) + "\n"
+    return rows
+
+
+def format_speed_table(report: dict[str, Any], info: Sequence[str] = ()) -> str:
+    """The console view of a :func:`speed_report`: what was timed and where, then one aligned row per engine.
+
+    ``info`` lines (facts about the machine) go under the machine line.
+    """
+    m = report["machine"]
+    head = [
+        f"clip {report['clip']['name']} ({report['clip']['frames']} frames), {report['warmup_frames']} warm-up "
+        f"frames; {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}",
+        *info,
+    ]
+    rows = [list(SPEED_HEAD), *speed_rows(report)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(SPEED_HEAD))]
+    left = {0, 1}  # text columns; numbers align right
+
+    def line(cells: list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in pairs)
+
+    table = [line(rows[0]), line(["-" * w for w in widths]), *(line(r) for r in rows[1:])]
+    return "\n".join([*head, "", *table, "", f"FPS = {report['fps_definition']}; latency in ms."]).rstrip()
 
 
 def update_results_file(path: str | Path, report: dict[str, Any]) -> Path:
@@ -250,4 +301,4 @@ def update_results_file(path: str | Path, report: dict[str, Any]) -> Path:
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    return write_atomic(path, text)
+    return atomic_write_text(path, text)

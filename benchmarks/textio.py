@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from grm.runtime.atomic import atomic_write_text
 from grm.runtime.errors import InputError
 
 _SEPARATORS = re.compile(r"[,;\s]+")
@@ -76,8 +75,3 @@ def format_boxes(boxes: Iterable[Iterable[float]], decimals: int = 4) -> str:
 def format_ints(boxes: NDArray[np.float64]) -> str:
     """Comma-separated integer rows, truncated toward zero as the evaluation servers expect."""
     return "".join(",".join(str(int(v)) for v in box) + "\n" for box in np.asarray(boxes).astype(np.int64))
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    return atomic_write_text(path, text)

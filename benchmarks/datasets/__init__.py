@@ -16,8 +16,10 @@ from grm.benchmarks.datasets.nfs import NfS
 from grm.benchmarks.datasets.otb import OTB
 from grm.benchmarks.datasets.trackingnet import TrackingNet
 from grm.benchmarks.datasets.uav import UAV20L, UAV123
+from grm.runtime.datasets import unknown_dataset
 from grm.runtime.errors import DatasetError
 
+# Keyed by CLI name; the names are those of grm.runtime.datasets.BENCHMARKS (one table for every command).
 DATASETS: dict[str, type[Dataset]] = {
     cls.name: cls
     for cls in (UAV123, UAV20L, LaSOT, LaSOTExtension, NfS, AVisT, GOT10kTest, GOT10kVal, TrackingNet, OTB)
@@ -28,7 +30,7 @@ def open_dataset(name: str, root: str | Path | None = None, partial: bool = Fals
     """Open a dataset by CLI name; raises :class:`DatasetError` with the expected layout when it is missing."""
     cls = DATASETS.get(name)
     if cls is None:
-        raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+        raise DatasetError(unknown_dataset(name))
     return cls(resolve_root(name, root, cls.layout), partial=partial)
 
 

@@ -79,10 +79,6 @@ class Dataset:
             raise DatasetError(f"{self.name}: dataset root {self.root} is not a folder; expected {self.layout}")
         self._check_layout()
 
-    @property
-    def env_var(self) -> str:
-        return env_var_for(self.name)
-
     def _check_layout(self) -> None:
         """Fail early with the expected layout when the root does not look like this dataset."""
 
@@ -91,6 +87,10 @@ class Dataset:
 
     def _annotation_path(self, name: str) -> Path:
         raise NotImplementedError
+
+    def is_present(self, name: str) -> bool:
+        """The sequence's annotation file exists under the root (its frames are not checked)."""
+        return self._annotation_path(name).is_file()
 
     def load(self, name: str) -> Sequence:
         raise NotImplementedError
@@ -101,7 +101,7 @@ class Dataset:
             return list(self._names)
         names = self._all_names()
         if self.partial:
-            present = [n for n in names if self._annotation_path(n).is_file()]
+            present = [n for n in names if self.is_present(n)]
             if not present:
                 raise DatasetError(
                     f"{self.name}: no sequence annotations found under {self.root}; expected {self.layout}"

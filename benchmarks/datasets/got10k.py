@@ -4,18 +4,25 @@ Layout (root = the GOT-10k folder holding ``test/`` and ``val/``, or the split f
 ``<split>/list.txt`` names the sequences, ``<split>/<seq>/groundtruth.txt`` (comma; the test split has only
 the first frame's box), frames ``<split>/<seq>/*.jpg`` sorted by integer stem. The validation split also
 has ``cover.label`` (visible-ratio class per frame, 0 = absent) and ``meta_info.ini`` (``resolution: (w, h)``),
-which the GOT-10k toolkit uses for AO/SR. Where a tree lacks them, every frame counts and boxes are not
-clipped to the image (the toolkit itself would stop with an error).
+which the GOT-10k toolkit uses for AO/SR. Without ``cover.label`` every frame counts. Without a resolution in
+``meta_info.ini`` the image size is read from the sequence's first frame (logged once per dataset), so the
+scores do not change; with neither, loading fails naming the missing file.
 """
 
 from __future__ import annotations
 
 import ast
+import logging
 from pathlib import Path
+
+import cv2
 
 from grm.benchmarks.datasets.base import Dataset, Sequence, sorted_by_stem
 from grm.benchmarks.textio import read_flags
 from grm.runtime.errors import DatasetError
+
+log = logging.getLogger(__name__)
+META_INFO = "meta_info.ini"
 
 
 class GOT10kTest(Dataset):
@@ -54,6 +61,7 @@ class GOT10kVal(GOT10kTest):
     split = "val"
     has_ground_truth = True
     layout = "val/list.txt, val/<seq>/groundtruth.txt, cover.label, meta_info.ini, val/<seq>/*.jpg"
+    _told_frame_resolution = False  # the fallback to the first frame is logged once per dataset
 
     def load(self, name: str) -> Sequence:
         seq = super().load(name)
@@ -62,8 +70,24 @@ class GOT10kVal(GOT10kTest):
         cover = read_flags(cover_path) if cover_path.is_file() else None
         if cover is not None and len(cover) != len(seq.gt):
             raise DatasetError(f"{self.name}: {cover_path} has {len(cover)} labels for {len(seq.gt)} boxes")
-        resolution = _resolution(folder / "meta_info.ini")
+        resolution = _resolution(folder / META_INFO) or self._frame_resolution(folder / META_INFO, seq)
         return Sequence(seq.name, seq.frames, seq.tag, seq.gt, cover=cover, resolution=resolution)
+
+    def _frame_resolution(self, meta_path: Path, seq: Sequence) -> tuple[int, int]:
+        """The (width, height) of the first frame, for a sequence whose ``meta_info.ini`` states none."""
+        if not seq.frames:
+            raise DatasetError(
+                f"{self.name}: {meta_path} (with 'resolution: (w, h)') is missing and {meta_path.parent} has no "
+                "frames to read the image size from; GOT-10k scores clip boxes to the image"
+            )
+        image = cv2.imread(str(seq.frames[0]), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise DatasetError(f"{self.name}: {meta_path} is missing and {seq.frames[0]} cannot be read for the image size")
+        if not self._told_frame_resolution:
+            self._told_frame_resolution = True
+            log.warning("%s: no resolution in %s; image sizes are read from the first frame of each such sequence",
+                        self.name, meta_path)
+        return int(image.shape[1]), int(image.shape[0])
 
 
 def _resolution(meta_path: Path) -> tuple[int, int] | None:

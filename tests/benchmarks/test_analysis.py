@@ -10,6 +10,7 @@ import pytest
 
 from grm.benchmarks.analysis import analyze
 from grm.benchmarks.datasets import open_dataset
+from grm.benchmarks.report import to_json, to_markdown
 from grm.benchmarks.results import result_sets
 from grm.runtime.errors import InputError
 
@@ -82,6 +83,38 @@ def test_got10k_val_reports_ao_and_sr(tmp_path):
     got = report.trackers[0].got10k
     assert got["AO"] == pytest.approx(100 * (3 * 1 + 4 / 3) / 7)  # 3 + 4 frames pooled (frame 0 excluded)
     assert got["SR50"] == pytest.approx(100 * 3 / 7) and got["SR75"] == pytest.approx(100 * 3 / 7)
+
+
+def test_got10k_val_report_per_sequence_matches_overall_rules_and_units(tmp_path):
+    val = tmp_path / "val"
+    names = ("GOT-10k_Val_000001", "GOT-10k_Val_000002")
+    for seq in names:
+        write_boxes(val / seq / "groundtruth.txt", still_boxes(4, (10, 10, 20, 10)))
+        (val / seq / "cover.label").write_text("8\n8\n8\n0\n")
+        (val / seq / "meta_info.ini").write_text("[METAINFO]\nresolution: (28, 480)\n")
+    (val / "list.txt").write_text("\n".join(names) + "\n")
+    # sequence 1 perfect; sequence 2 shifted 10 px right, both boxes clipped to the 28-px width: IoU 8 / 18
+    # (1 / 3 unclipped)
+    write_boxes(tmp_path / "res" / f"{names[0]}.txt", still_boxes(4, (10, 10, 20, 10)))
+    write_boxes(tmp_path / "res" / f"{names[1]}.txt", still_boxes(4, (20, 10, 20, 10)))
+    (tmp_path / "res" / f"{names[0]}_time.txt").write_text("0.5\n0.1\n0.1\n0.2\n")
+    (tmp_path / "res" / f"{names[1]}_time.txt").write_text("0.5\n0.1\n0.1\n0.2\n")
+    report = analyze(open_dataset("got10k_val", tmp_path), result_sets([str(tmp_path / "res")]))
+    out = to_json(report)
+    tracker = out["trackers"][0]
+    first, second = (tracker["per_sequence"][n] for n in names)
+    assert first["got10k"] == pytest.approx({"AO": 100.0, "SR50": 100.0, "SR75": 100.0, "FPS": (2 + 10 + 10 + 5) / 4})
+    assert second["got10k"]["AO"] == pytest.approx(100 * 4 / 9) and second["got10k"]["SR50"] == 0.0
+    assert tracker["got10k"]["AO"] == pytest.approx((100 * 2 + 100 * 4 / 9 * 2) / 4)  # frame 3 absent in both
+    assert "AO" not in first  # no number under other rules or units beside the GOT-10k ones
+    assert first["FPS"] == pytest.approx(3 / 0.4) and tracker["fps"] == pytest.approx(6 / 0.8)
+    assert tracker["got10k"]["FPS"] == pytest.approx((2 + 10 + 10 + 5) / 4)
+    assert set(out["definitions"]) == {"protocol", "FPS", "got10k", "got10k.FPS"}
+    assert out["definitions"]["got10k.FPS"].startswith("GOT-10k toolkit: mean of 1 / per-frame seconds")
+    text = to_markdown(report)
+    assert "| res AO | res SR50 | res SR75 |" in text and "| FPS | FPS GOT-10k |" in text
+    assert "| GOT-10k_Val_000002 | " in text and "| 44.4 | 0.0 | 0.0 |" in text
+    assert "FPS = frames after the first" in text and "FPS GOT-10k = GOT-10k toolkit" in text
 
 
 def test_missing_results_and_test_sets(tmp_path):

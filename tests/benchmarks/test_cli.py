@@ -144,6 +144,51 @@ def test_analyze_merges_shards_and_compares_trackers(tmp_path, fake_models):
     assert report["trackers"][1]["per_sequence"]["Deer"]["AUC"] == pytest.approx(100 * 20 / 21 / 71)  # frame 0 only
 
 
+def test_missing_sequences_without_partial_name_the_count_and_the_option(tmp_path, fake_models, capsys):
+    root = otb_tree(tmp_path / "otb", ("Deer", "Skiing"))
+    argv = ["--dataset", "otb", "--engine", fake_models[0], "--data-root", str(root), "--results-dir", str(tmp_path / "r")]
+    assert call_main(argv) == 2
+    captured = capsys.readouterr()
+    line = captured.err.strip()
+    assert len(line.splitlines()) == 1 and "--partial" in line and "only 2 of 100 sequences" in line, captured.err
+    assert "Basketball" in line and captured.out == ""
+    assert call_main([*argv, "--sequence", "Deer", "--no-analyze"]) == 0  # the selected sequence is present
+    result = runner.invoke(cli.app, ["analyze", "--dataset", "otb", "--data-root", str(root), "--results", str(root)])
+    assert result.exit_code == 2 and "--partial" in result.output and "2 of 100" in result.output
+    capsys.readouterr()
+    assert call_main([*argv, "--shard", "1/100"]) == 2  # that shard is Basketball alone
+    assert "none of the 1 sequences asked for is present" in capsys.readouterr().err
+
+
+def test_analyze_writes_to_the_current_folder_never_into_results(tmp_path, monkeypatch):
+    root = otb_tree(tmp_path / "otb", ("Deer",))
+    results = tmp_path / "res"
+    write_boxes(results / "Deer.txt", still_boxes(71))
+    before = sorted(p.name for p in results.iterdir())
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    base = ["analyze", "--dataset", "otb", "--data-root", str(root), "--partial", "--results", str(results)]
+    result = runner.invoke(cli.app, base)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in results.iterdir()) == before
+    assert {p.name for p in work.iterdir()} == {
+        "otb_pytracking.md",
+        "otb_pytracking.json",
+        "otb_pytracking_success.png",
+        "otb_pytracking_precision.png",
+        "otb_pytracking_norm_precision.png",
+    }
+    assert "wrote otb_pytracking.json" in result.output.splitlines()
+    for extra in (["--out", str(results)], ["--html", str(results / "r.html")]):
+        result = runner.invoke(cli.app, [*base, "--no-plots", *extra])
+        assert result.exit_code == 2 and "is the --results folder" in result.output, result.output
+    monkeypatch.chdir(results)
+    result = runner.invoke(cli.app, [*base[:-1], "."])
+    assert result.exit_code == 2 and "--out" in result.output
+    assert sorted(p.name for p in results.iterdir()) == before
+
+
 def test_errors_are_one_line_with_status_2(tmp_path, monkeypatch):
     monkeypatch.delenv("GRM_LASOT_ROOT", raising=False)
     result = runner.invoke(cli.app, ["analyze", "--dataset", "lasot", "--results", str(tmp_path)])
@@ -191,6 +236,7 @@ def test_speed_two_engines_json_and_results_md(tmp_path, fake_models, capsys):
         str(md),
     ]
     for _ in range(2):
+        capsys.readouterr()
         assert call_main(argv) == 0
     report = json.loads((tmp_path / "s.json").read_text())
     a, b = report["engines"]
@@ -200,7 +246,15 @@ def test_speed_two_engines_json_and_results_md(tmp_path, fake_models, capsys):
     assert report["ratios"][0]["fps_ratio"] == pytest.approx(b["fps"] / a["fps"])
     text = md.read_text()
     assert text.count("grm-bench speed: begin") == 1 and "Accuracy table stays." in text and "| b.plan |" in text
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert not out.lstrip().startswith("{") and len(out.splitlines()) < 30  # a table, not the JSON
+    table = out.split("\n\n")[1].splitlines()
+    assert table[0].split()[:3] == ["Engine", "Backend", "FPS"] and set(table[1]) == {"-", " "}
+    assert table[3].split()[:2] == ["b.plan", "fake"] and table[3].split()[2] == f"{b['fps']:.1f}"
+    assert f"wrote {tmp_path / 's.json'}" in out and f"wrote {md}" in out
+    assert call_main([*argv[:11], "--in-process", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["engines"][0]["label"] == "a.onnx"  # standard output is the JSON alone
     assert call_main(["speed", "--engine", fake_models[0], "--source", str(tmp_path)]) == 2
     assert "--box" in capsys.readouterr().err
 

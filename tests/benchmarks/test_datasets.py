@@ -10,7 +10,7 @@ from grm.benchmarks.naming import name_key
 from grm.benchmarks.tables import attribute_names, name_list, nfs_table, otb_table, uav_table
 from grm.runtime.errors import DatasetError
 
-from .bench_fakes import still_boxes, write_boxes, write_frames
+from .bench_fakes import IMAGE_WH, still_boxes, write_boxes, write_frames
 
 
 def test_tables_have_the_official_sizes_and_unique_names():
@@ -151,6 +151,23 @@ def test_got10k_test_and_val(tmp_path):
     assert seq.cover.tolist() == [8, 8, 0, 4, 8] and seq.resolution == (1280, 720) and seq.frames == ()
     with pytest.raises(DatasetError, match="val/list.txt"):
         open_dataset("got10k_val", tmp_path / "test")
+
+
+def test_got10k_val_without_meta_info_reads_the_size_of_the_first_frame(tmp_path, caplog):
+    val = tmp_path / "val"
+    for seq in ("a", "b"):
+        write_boxes(val / seq / "groundtruth.txt", still_boxes(2))
+        write_frames(val / seq / f"{k:08d}.jpg" for k in (1, 2))
+    (val / "b" / "meta_info.ini").write_text("[METAINFO]\nurl: x\n")  # no resolution line
+    (val / "list.txt").write_text("a\nb\n")
+    ds = open_dataset("got10k_val", tmp_path)
+    with caplog.at_level("WARNING"):
+        assert [s.resolution for s in ds.sequences()] == [IMAGE_WH, IMAGE_WH]
+    assert len(caplog.records) == 1 and "first frame" in caplog.records[0].getMessage()
+    for k in (1, 2):
+        (val / "a" / f"{k:08d}.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"a/meta_info.ini .* is missing .* no frames"):
+        ds.load("a")
 
 
 def test_trackingnet_frames_sorted_by_number(tmp_path):

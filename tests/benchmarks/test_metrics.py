@@ -181,3 +181,20 @@ def test_got10k_iou_excludes_first_and_absent_frames_and_clips():
     assert s["SR75"] == pytest.approx(100 * 2 / 3)
     with pytest.raises(InputError, match="one per frame"):
         M.got10k_ious(pred[:3], gt)
+
+
+def test_got10k_scores_of_one_sequence_and_of_none():
+    assert M.got10k_scores(np.array([1.0, 0.5, 0.8])) == pytest.approx({"AO": 230 / 3, "SR50": 200 / 3, "SR75": 200 / 3})
+    assert all(math.isnan(v) for v in M.got10k_scores(np.empty(0)).values())  # every frame without the target
+    with pytest.raises(InputError, match="no GOT-10k frame"):
+        M.got10k_summary([np.empty(0)])
+
+
+def test_two_speed_definitions():
+    times = [np.array([0.5, 0.01, 0.02]), np.array([0.25, 0.0, np.nan, 0.04])]
+    # throughput: frames after the first over their summed seconds
+    assert M.throughput_fps(times[:1]) == pytest.approx(2 / 0.03)
+    assert M.throughput_fps([np.array([0.5])]) is None and M.throughput_fps([]) is None
+    # toolkit: mean of 1/t over all frames of all sequences, the first included, 0 and NaN dropped
+    assert M.got10k_fps(times) == pytest.approx(np.mean([2, 100, 50, 4, 25]))
+    assert M.got10k_fps([np.array([0.0])]) is None and M.got10k_fps([]) is None

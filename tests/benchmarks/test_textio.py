@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from grm.benchmarks.naming import find_result, name_key, result_files
-from grm.benchmarks.textio import format_boxes, format_ints, read_boxes, read_flags, write_atomic
+from grm.benchmarks.textio import format_boxes, format_ints, read_boxes, read_flags
+from grm.runtime.atomic import atomic_write_text
 from grm.runtime.errors import InputError
 
 
@@ -52,8 +53,8 @@ def test_formats_and_atomic_write(tmp_path):
     assert format_boxes(boxes) == "1.2346,-2.5000,3.9900,4.0000\n"
     assert format_ints(boxes) == "1,-2,3,4\n"  # truncation toward zero, like astype(int)
     target = tmp_path / "sub" / "seq.txt"
-    write_atomic(target, "x\n")
-    write_atomic(target, "y\n")
+    atomic_write_text(target, "x\n")
+    atomic_write_text(target, "y\n")
     assert target.read_text() == "y\n"
     assert [p.name for p in target.parent.iterdir()] == ["seq.txt"]
 

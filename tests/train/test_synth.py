@@ -45,3 +45,35 @@ def test_written_layout_reads_back(tmp_path):
     assert frame.shape == seq.frames[0].shape
     assert np.abs(frame.astype(int) - seq.frames[0].astype(int)).mean() < 4  # JPEG round trip of an RGB frame
     assert (root / "GOT-10k_Train_000002" / f"{len(seq.frames):08d}.jpg").is_file()
+
+
+def test_val_layout_is_complete_for_the_got10k_toolkit(tmp_path):
+    root = write_dataset(tmp_path, 3, seed=1, subset="val", spec=SPEC)
+    assert (root / "list.txt").read_text().split()[0] == "GOT-10k_Val_000001"
+    cut_any = False
+    for i in range(3):
+        seq = generate_sequence(1, i, SPEC)
+        folder = root / f"GOT-10k_Val_{i + 1:06d}"
+        meta = (folder / "meta_info.ini").read_text().splitlines()
+        assert meta[0] == "[METAINFO]"
+        fields = dict(line.split(": ") for line in meta[1:])  # how the toolkit parses it
+        height, width = seq.frames[0].shape[:2]
+        assert fields["resolution"] == f"({width}, {height})"
+        cut = np.loadtxt(folder / "cut_by_image.label")
+        b = seq.boxes
+        outside = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 0] + b[:, 2] > width) | (b[:, 1] + b[:, 3] > height)
+        assert cut.tolist() == outside.astype(float).tolist()
+        cut_any |= bool(cut.any())
+        for label in ("absence", "cover"):
+            assert len(np.loadtxt(folder / f"{label}.label")) == len(seq.frames)
+    assert cut_any
+
+
+def test_an_interrupted_sequence_is_written_again(tmp_path):
+    root = write_dataset(tmp_path, 1, seed=2, subset="val", spec=SPEC)
+    folder = root / "GOT-10k_Val_000001"
+    (folder / "meta_info.ini").unlink()  # killed before its last file
+    (folder / "cover.label").write_text("garbage\n")
+    write_dataset(tmp_path, 1, seed=2, subset="val", spec=SPEC)
+    assert (folder / "meta_info.ini").is_file()
+    assert np.loadtxt(folder / "cover.label").tolist() == generate_sequence(2, 0, SPEC).cover.tolist()
