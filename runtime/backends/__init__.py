@@ -8,6 +8,7 @@ so the runtime never imports training code by name. GPU libraries are imported o
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -28,10 +29,16 @@ def plugin(name: str) -> Any:
     """Load the backend factory registered under ``name`` in the ``grm.backends`` entry-point group."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
-            return ep.load()
+            try:
+                return ep.load()
+            except ImportError as e:
+                raise BackendUnavailableError(
+                    f"the '{name}' backend cannot load: {e}; install grm-tracker with the matching extra "
+                    f'(e.g. pip install "grm-tracker[train]" for PyTorch checkpoints)'
+                ) from None
     raise BackendUnavailableError(
         f"no '{name}' backend is installed; install grm-tracker with the matching extra "
-        f"(e.g. pip install 'grm-tracker[train]' for PyTorch checkpoints)"
+        '(e.g. pip install "grm-tracker[train]" for PyTorch checkpoints)'
     )
 
 
@@ -41,10 +48,25 @@ def is_checkpoint(path: str | Path) -> bool:
 
 def open_checkpoint(path: str | Path, config: str | None = None, **options: Any) -> Backend:
     """Open a PyTorch checkpoint through the ``torch`` plugin (development use)."""
-    if not Path(path).is_file():
-        raise InputError(f"checkpoint not found: {path}")
+    check_model_file(path)
+    if importlib.util.find_spec("torch") is None:
+        raise BackendUnavailableError(
+            f'{path} is a PyTorch checkpoint, which needs torch: pip install "grm-tracker[train]" '
+            "(or run an .onnx export of it)"
+        )
     factory = plugin("torch")
     return factory(path, config=config, **options)
+
+
+def check_model_file(path: str | Path) -> None:
+    """A model path must name an existing regular file; a folder or a missing file is one clear line."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"model {path} is a folder, not a file; give the .onnx, .plan or checkpoint file in it")
+    if not target.exists():
+        raise InputError(f"model file not found: {path}")
+    if not target.is_file():
+        raise InputError(f"model {path} is not a regular file")
 
 
 def model_kind(path: str | Path) -> str:
@@ -97,8 +119,7 @@ def open_model(
         providers: explicit ONNX Runtime provider list, overriding the one ``backend`` implies.
         cuda_api: ``cuda-python`` (default) or ``pycuda`` for TensorRT plans; else $GRM_CUDA_API.
     """
-    if not Path(path).is_file():
-        raise InputError(f"model file not found: {path}")
+    check_model_file(path)
     kind = model_kind(path)
     check_backend(kind, backend, path)
     if kind == "onnx":
@@ -117,6 +138,7 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "check_backend",
+    "check_model_file",
     "is_checkpoint",
     "model_kind",
     "open_checkpoint",

@@ -17,7 +17,8 @@ from numpy.typing import NDArray
 from grm.runtime.errors import BackendUnavailableError
 
 CUDA_APIS = ("cuda-python", "pycuda")
-_HINT = "pip install 'grm-tracker[gpu]' on a machine with an NVIDIA GPU and driver"
+# cuda.bindings (the module path used here) exists from cuda-python 12.6.1 on; 13.x removed the old paths.
+_HINT = "pip install 'cuda-python>=12.6.1' on a machine with an NVIDIA GPU and driver"
 
 
 class CudaApi(Protocol):
@@ -66,17 +67,14 @@ class CudaPythonApi:
 
     def device_info(self) -> tuple[str, tuple[int, int]]:
         props = self._check(self._rt.cudaGetDeviceProperties(self._device), "cudaGetDeviceProperties")
-        name = props.name
-        if isinstance(name, bytes | bytearray):
-            name = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
-        return str(name).strip(), (int(props.major), int(props.minor))
+        return _device_name(props.name), (int(props.major), int(props.minor))
 
     def host_buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> NDArray[Any]:
         nbytes = max(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
         ptr = int(self._check(self._rt.cudaMallocHost(nbytes), "cudaMallocHost"))
         self._host.append(ptr)
         raw = (ctypes.c_byte * nbytes).from_address(ptr)
-        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
+        return np.frombuffer(memoryview(raw), dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
 
     def device_buffer(self, nbytes: int) -> int:
         ptr = int(self._check(self._rt.cudaMalloc(max(nbytes, 1)), "cudaMalloc"))
@@ -95,6 +93,9 @@ class CudaPythonApi:
         self._check(self._rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
 
     def close(self) -> None:
+        """Wait for the stream's queued work, then free every buffer and the stream (errors are ignored)."""
+        if self._stream is not None:
+            self._rt.cudaStreamSynchronize(self._stream)
         for ptr in self._dev:
             self._rt.cudaFree(ptr)
         for ptr in self._host:
@@ -139,9 +140,51 @@ class PycudaApi:
         self._stream.synchronize()
 
     def close(self) -> None:
+        try:
+            self._stream.synchronize()
+        except self._drv.Error:
+            pass  # a failed context still frees its allocations below
         for allocation in self._allocations.values():
             allocation.free()
         self._allocations.clear()
+
+
+def _device_name(name: Any) -> str:
+    """``cudaDeviceProp.name`` is a NUL-padded char array (bytes) in cuda-python, a str elsewhere."""
+    if isinstance(name, bytes | bytearray):
+        name = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
+    return str(name).strip()
+
+
+def gpu_info(device: int = 0) -> tuple[str, tuple[int, int]]:
+    """Name and compute capability of a CUDA device, through cuda-python, else pycuda; no stream is created.
+
+    Raises:
+        BackendUnavailableError: neither binding is installed, or neither sees a GPU.
+    """
+    try:
+        cudart = importlib.import_module("cuda.bindings.runtime")
+    except ImportError:
+        cudart = None
+    if cudart is not None:
+        err, props = cudart.cudaGetDeviceProperties(device)
+        if err == cudart.cudaError_t.cudaSuccess:
+            return _device_name(props.name), (int(props.major), int(props.minor))
+        raise BackendUnavailableError(
+            f"no usable NVIDIA GPU: cudaGetDeviceProperties failed with {getattr(err, 'name', err)}; "
+            "check the driver (nvidia-smi)"
+        )
+    try:
+        driver = importlib.import_module("pycuda.driver")
+    except ImportError as e:
+        raise BackendUnavailableError(f"finding the GPU needs cuda-python: {_HINT}") from e
+    try:
+        driver.init()
+        gpu = driver.Device(device)
+        major, minor = gpu.compute_capability()
+    except driver.Error as e:
+        raise BackendUnavailableError(f"no usable NVIDIA GPU: pycuda says {e}; check the driver (nvidia-smi)") from e
+    return _device_name(gpu.name()), (int(major), int(minor))
 
 
 def load_cuda_api(kind: str = "cuda-python", device: int = 0) -> CudaApi:

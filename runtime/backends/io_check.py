@@ -6,6 +6,7 @@ for the tracker parameters it carries, so a wrong or foreign file fails at load 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,9 +30,17 @@ class TensorSpec:
     is_input: bool
 
     @property
+    def static_shape(self) -> tuple[int, ...]:
+        """The shape with every entry an int; only for tensors :func:`check_io` accepted (it rejects dynamic ones)."""
+        dims = tuple(d for d in self.shape if d is not None)
+        if len(dims) != len(self.shape):
+            raise ArtifactMismatchError(f"tensor '{self.name}' has dynamic shape {list(self.shape)}")
+        return dims
+
+    @property
     def nbytes(self) -> int:
         """Buffer size in bytes of a static tensor."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize if self.shape else self.dtype.itemsize
+        return math.prod(self.static_shape) * self.dtype.itemsize
 
 
 def parse_metadata(text: str | None, source: str) -> ModelMetadata:
@@ -97,11 +106,6 @@ def _check_shape(spec: TensorSpec, expected: tuple[int, ...], source: str) -> No
             f"{source}: tensor '{spec.name}' has shape {list(spec.shape)} but the model's metadata implies "
             f"{list(expected)}; the file and its metadata disagree, re-export it with grm-export"
         )
-
-
-def has_decisions(specs: Sequence[TensorSpec]) -> bool:
-    """Whether the model exports the division decisions (for the mask overlay)."""
-    return any(s.name == contract.DECISIONS and not s.is_input for s in specs)
 
 
 def as_float32_outputs(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -55,11 +55,17 @@ def manifest_path(plan: str | Path) -> Path:
 
 
 def rebuild_command(plan: str | Path, metadata: ModelMetadata | None = None) -> str:
-    """The command that rebuilds a plan for this machine's TensorRT and GPU."""
+    """The command that rebuilds a plan for this machine's TensorRT and GPU.
+
+    FP32/FP16 plans come from ``grm-export``. INT8 plans come from ``grm-calibrate --engine``, which writes
+    ``<output>.plan`` beside its Q/DQ ``--output``; it starts from the FP32 export (grm-export's default name
+    ``grm_<config>.onnx``) and calibration sequences, which the manifest cannot know.
+    """
     config = metadata.config if metadata else "NAME"
     fp16 = " --fp16" if metadata and metadata.precision == "fp16" else ""
     if metadata and metadata.precision == "int8":
-        return f"grm-calibrate --config {config} --engine --output {plan}"
+        qdq = Path(plan).with_suffix(".onnx")
+        return f"grm-calibrate --model grm_{config}.onnx --data SEQUENCES --output {qdq} --engine"
     return f"grm-export --config {config}{fp16} --engine --output {plan}"
 
 

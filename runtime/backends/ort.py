@@ -1,8 +1,14 @@
-"""ONNX Runtime backend: one latency-tuned session with I/O bound once to pre-allocated host buffers.
+"""ONNX Runtime backend: one latency-tuned session with I/O bound to pre-allocated host buffers.
 
 Backends names: ``onnxruntime``/``ort-cpu`` (CPU), ``ort-cuda`` (CUDA EP), ``ort-tensorrt`` (TensorRT EP,
 falling through to CUDA then CPU for unsupported nodes). A requested GPU provider that is missing or fails
 to start is an error; only ``auto`` falls back to the CPU, with a WARNING.
+
+ONNX Runtime copies a bound input to the device when it is *bound* (``IOBinding::BindInput``), not when the
+session runs, so the inputs are bound again on every frame; on the CPU that costs nothing (no copy is made).
+The TensorRT EP keeps its engines in a folder per model file (keyed by the file's SHA-256: ONNX Runtime's own
+engine names depend on the model's file name and node names, not on its weights), and runs Q/DQ (INT8) models
+with ``trt_int8_enable`` and no calibration table, as explicit quantization.
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from grm.runtime.atomic import sha256_file
 from grm.runtime.backends.io_check import (
     TensorSpec,
     as_float32_outputs,
     check_config,
     check_io,
-    has_decisions,
     parse_metadata,
 )
+from grm.runtime.backends.onnx_metadata import read_onnx_metadata
 from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError
 from grm.runtime.params import METADATA_KEY, ModelMetadata
 
@@ -69,14 +76,33 @@ def trt_cache_dir() -> Path:
     return base / "grm-tracker" / "ort-trt"
 
 
-def provider_options(name: str) -> dict[str, Any]:
+def tensorrt_options(model: str | Path) -> dict[str, Any]:
+    """TensorRT EP options for one model file: its own engine folder, and explicit INT8 for Q/DQ models.
+
+    The folder is ``trt_cache_dir()/<sha256 of the .onnx file>``; the file holds the ``grm`` metadata (checkpoint
+    hash, precision, calibration), so a re-export under the same name gets a new folder instead of the old
+    engine. A Q/DQ model (metadata precision ``int8``) needs ``trt_int8_enable``; no calibration table is named
+    because TensorRT refuses one for a network with Q/DQ nodes.
+    """
+    cache = trt_cache_dir() / sha256_file(model)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BackendUnavailableError(
+            f"cannot create the TensorRT engine cache {cache}: {e.strerror or e}; set GRM_TRT_CACHE to a writable folder"
+        ) from e
+    options: dict[str, Any] = {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+    if read_onnx_metadata(model).precision == "int8":
+        options.update(trt_int8_enable=True, trt_int8_use_native_calibration_table=False)
+    return options
+
+
+def provider_options(name: str, model: str | Path) -> dict[str, Any]:
     """Latency-oriented options per execution provider; precision is never changed behind the user's back."""
     if name == CUDA:
         return {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE"}
     if name == TENSORRT:
-        cache = trt_cache_dir()
-        cache.mkdir(parents=True, exist_ok=True)
-        return {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+        return tensorrt_options(model)
     return {}
 
 
@@ -114,8 +140,9 @@ def session_options(ort: Any, threads: int | None) -> Any:
 class OnnxRuntimeBackend:
     """Runs a grm ONNX export with ONNX Runtime.
 
-    Inputs and outputs are bound once (IO binding) to host buffers allocated at load; :meth:`run` copies the
-    inputs in, runs, and returns float32 copies of the outputs.
+    Inputs and outputs live in host buffers allocated at load (IO binding). :meth:`run` copies the inputs in,
+    binds them again (the moment ONNX Runtime copies them to a GPU), runs, waits for the outputs and returns
+    float32 copies of them.
     """
 
     def __init__(self, session: Any, metadata: ModelMetadata, source: str) -> None:
@@ -125,32 +152,33 @@ class OnnxRuntimeBackend:
         self.name = f"onnxruntime[{self.providers[0]}]"
         specs = tensor_specs(session)
         check_io(specs, metadata, source)
-        self.has_decisions = has_decisions(specs)
         self._session = session
         self._binding = session.io_binding()
-        self._inputs: dict[str, NDArray[Any]] = {}
+        self._inputs: dict[str, tuple[NDArray[Any], Any]] = {}  # name -> (host buffer, OrtValue over it)
         self._outputs: dict[str, NDArray[Any]] = {}
-        self._values: list[Any] = []  # keeps the OrtValues (and thus the bindings) alive
+        self._values: list[Any] = []  # keeps the output OrtValues (and thus their bindings) alive
         for spec in specs:
-            buf = np.zeros(spec.shape, dtype=spec.dtype)  # type: ignore[arg-type]
+            buf = np.zeros(spec.static_shape, dtype=spec.dtype)
             value = ort.OrtValue.ortvalue_from_numpy(buf)
-            self._values.append(value)
             if spec.is_input:
-                self._inputs[spec.name] = buf
-                self._binding.bind_ortvalue_input(spec.name, value)
+                self._inputs[spec.name] = (buf, value)
             else:
                 self._outputs[spec.name] = buf
+                self._values.append(value)
                 self._binding.bind_ortvalue_output(spec.name, value)
 
     def run(self, inputs: Mapping[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
-        for name, buf in self._inputs.items():
+        for name, (buf, value) in self._inputs.items():
             np.copyto(buf, np.asarray(inputs[name]).reshape(buf.shape), casting="same_kind")
+            self._binding.bind_ortvalue_input(name, value)  # copies to the device now (no copy on the CPU)
         self._session.run_with_iobinding(self._binding)
+        self._binding.synchronize_outputs()  # device -> bound host buffers complete before they are read
         return as_float32_outputs(self._outputs)
 
     def close(self) -> None:
         self._binding = None
         self._values.clear()
+        self._inputs.clear()
         self._session = None
 
 
@@ -189,12 +217,12 @@ def open_onnx(
             )
         log.warning("%s could not start; running on %s", wanted[0], active)
     metadata = parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), source)
-    check_config(metadata, config, source, f"grm-export --config {config} --output {source}")
+    check_config(metadata, config, source, f"grm-export --config NAME --output {source}")
     return OnnxRuntimeBackend(session, metadata, source)
 
 
 def _create_session(ort: Any, source: str, providers: list[str], threads: int | None, auto: bool) -> Any:
-    with_options = [(p, provider_options(p)) for p in providers]
+    with_options = [(p, provider_options(p, source)) for p in providers]
     try:
         return ort.InferenceSession(source, sess_options=session_options(ort, threads), providers=with_options)
     except ort_errors(ort) as e:

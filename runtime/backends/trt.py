@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from grm.runtime.backends.cuda_memory import CudaApi, load_cuda_api
-from grm.runtime.backends.io_check import TensorSpec, as_float32_outputs, check_config, check_io, has_decisions
+from grm.runtime.backends.io_check import TensorSpec, as_float32_outputs, check_config, check_io
 from grm.runtime.backends.manifest import (
     EngineManifest,
     check_environment,
@@ -27,12 +27,13 @@ from grm.runtime.backends.manifest import (
     read_manifest,
     rebuild_command,
 )
-from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError, GrmError
+from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError
 
 log = logging.getLogger(__name__)
 _TRT_HINT = (
-    "the TensorRT backend needs the tensorrt package and an NVIDIA GPU: pip install 'grm-tracker[gpu]' "
-    "--extra-index-url https://pypi.nvidia.com, or run the .onnx model with --backend onnxruntime"
+    "the TensorRT backend needs the tensorrt package and an NVIDIA GPU: pip install tensorrt "
+    "'cuda-python>=12.6.1' --extra-index-url https://pypi.nvidia.com, or run the .onnx model with "
+    "--backend onnxruntime"
 )
 
 
@@ -72,7 +73,7 @@ def allocate(specs: list[TensorSpec], cuda: CudaApi, context: Any) -> dict[str, 
     """Allocate a pinned host and a device buffer per tensor and bind the device address once."""
     buffers = {}
     for spec in specs:
-        host = cuda.host_buffer(spec.shape, spec.dtype)  # type: ignore[arg-type]
+        host = cuda.host_buffer(spec.static_shape, spec.dtype)
         device = cuda.device_buffer(spec.nbytes)
         if not context.set_tensor_address(spec.name, device):
             raise ArtifactMismatchError(f"TensorRT refused the address of tensor '{spec.name}'")
@@ -91,7 +92,6 @@ class TensorRTBackend:
         self.name = f"tensorrt[{cuda.name}]"
         specs = engine_specs(engine, trt)
         check_io(specs, self.metadata, source)
-        self.has_decisions = has_decisions(specs)
         self._runtime = runtime  # must outlive the engine
         self._engine = engine
         self._cuda = cuda
@@ -146,7 +146,7 @@ def open_plan(
     cuda = cuda or load_cuda_api(cuda_api or os.environ.get("GRM_CUDA_API", "cuda-python"))
     try:
         return _load_engine(path, manifest, trt, cuda)
-    except GrmError:
+    except BaseException:  # a TensorRT RuntimeError or Ctrl-C must not leak the stream and pinned memory
         cuda.close()
         raise
 

@@ -8,6 +8,7 @@ white square moving over black, it follows the square deterministically. Geometr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -40,9 +41,21 @@ def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
                                                                                value.shape, value.ravel().tolist()))
 
 
-def _nodes(nan: bool, decisions: bool, f: int = FEAT) -> list[onnx.NodeProto]:
+def _qdq_nodes() -> list[onnx.NodeProto]:
+    """Symmetric INT8 Q/DQ of the search crop (scale 1/127, zero point 0), as grm-calibrate writes them."""
+    return [
+        helper.make_node("Constant", [], ["q_scale"], value=helper.make_tensor("q_scale_t", TensorProto.FLOAT, [],
+                                                                               [1.0 / 127.0])),
+        helper.make_node("Constant", [], ["q_zero"], value=helper.make_tensor("q_zero_t", TensorProto.INT8, [], [0])),
+        helper.make_node("QuantizeLinear", ["search", "q_scale", "q_zero"], ["search_q"]),
+        helper.make_node("DequantizeLinear", ["search_q", "q_scale", "q_zero"], ["search_dq"]),
+    ]
+
+
+def _nodes(nan: bool, decisions: bool, f: int = FEAT, qdq: bool = False) -> list[onnx.NodeProto]:
     nodes = [
-        helper.make_node("ReduceMean", ["search"], ["grey"], axes=[1], keepdims=1),
+        *(_qdq_nodes() if qdq else []),
+        helper.make_node("ReduceMean", ["search_dq" if qdq else "search"], ["grey"], axes=[1], keepdims=1),
         helper.make_node("AveragePool", ["grey"], ["pooled"], kernel_shape=[16, 16], strides=[16, 16]),
         helper.make_node("ReduceMean", ["template"], ["tmean"], axes=[1, 2, 3], keepdims=0),
         _const("four", np.array(4.0, np.float32)),
@@ -79,8 +92,13 @@ def build_model(
     nan: bool = False,
     decisions: bool = False,
     search_size: int = 128,
+    qdq: bool = False,
 ) -> Path:
-    """Write the brightness-tracker ONNX model with grm metadata (``metadata`` overrides the tiny one)."""
+    """Write the brightness-tracker ONNX model with grm metadata (``metadata`` overrides the tiny one).
+
+    ``qdq`` quantizes the search crop with a QuantizeLinear/DequantizeLinear pair and marks the metadata
+    ``int8``, like a grm-calibrate model (ONNX Runtime CPU runs it; TensorRT builds it as explicit INT8).
+    """
     f = search_size // 16
     value = helper.make_tensor_value_info
     inputs = [
@@ -95,11 +113,13 @@ def build_model(
     ]
     if decisions:
         outputs.append(value("decisions", TensorProto.INT64, [1, DEPTH - 1, f * f]))
-    graph = helper.make_graph(_nodes(nan, decisions, f), "fake_grm", inputs, outputs)
+    graph = helper.make_graph(_nodes(nan, decisions, f, qdq), "fake_grm", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="grm-tests")
     model.ir_version = 8
     if with_metadata:
         meta = metadata or tiny_metadata(decisions=decisions)
+        if qdq and metadata is None:
+            meta = dataclasses.replace(meta, precision="int8")
         helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -138,3 +158,63 @@ def write_folder(folder: Path, frames: list[np.ndarray], names: list[str] | None
     for name, frame in zip(names, frames, strict=True):
         cv2.imwrite(str(folder / name), frame)
     return folder
+
+
+class DeviceBinding:
+    """An IOBinding of a session on a GPU: ONNX Runtime copies a bound input to the device when it is bound
+    (``IOBinding::BindInput`` -> ``CopyOneInputAcrossDevices``), so later changes to the host buffer are not
+    seen unless the input is bound again. Outputs bound to host buffers are written by the run."""
+
+    def __init__(self, ort: object, real: object) -> None:
+        self._ort, self.real = ort, real
+        self.device_inputs: dict[str, object] = {}  # the device copies, kept alive like ONNX Runtime keeps them
+        self.input_binds = 0
+        self.output_syncs = 0
+
+    def bind_ortvalue_input(self, name: str, value: object) -> None:
+        self.bind_cpu_input(name, value.numpy())  # type: ignore[attr-defined]
+
+    def bind_cpu_input(self, name: str, array: np.ndarray) -> None:
+        self.device_inputs[name] = self._ort.OrtValue.ortvalue_from_numpy(np.array(array, copy=True))  # type: ignore[attr-defined]
+        self.real.bind_ortvalue_input(name, self.device_inputs[name])  # type: ignore[attr-defined]
+        self.input_binds += 1
+
+    def bind_ortvalue_output(self, name: str, value: object) -> None:
+        self.real.bind_ortvalue_output(name, value)  # type: ignore[attr-defined]
+
+    def synchronize_inputs(self) -> None:
+        self.real.synchronize_inputs()  # type: ignore[attr-defined]
+
+    def synchronize_outputs(self) -> None:
+        self.output_syncs += 1
+        self.real.synchronize_outputs()  # type: ignore[attr-defined]
+
+
+class DeviceSession:
+    """An ``onnxruntime.InferenceSession`` that reports the requested GPU providers as active and binds like a
+    GPU session (:class:`DeviceBinding`); a real CPU session computes underneath.
+
+    Use: ``monkeypatch.setattr(ort, "InferenceSession", functools.partial(DeviceSession, ort.InferenceSession))``.
+    """
+
+    def __init__(self, real_session: type, path: str, sess_options: object = None, providers: list | None = None):
+        import onnxruntime
+
+        self._ort = onnxruntime
+        self._real = real_session(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+        self.requested = list(providers or ["CPUExecutionProvider"])
+        self.providers = [p[0] if isinstance(p, tuple) else p for p in self.requested]
+        self.bindings: list[DeviceBinding] = []
+
+    def get_providers(self) -> list[str]:
+        return list(self.providers)
+
+    def __getattr__(self, name: str) -> object:  # get_inputs, get_outputs, get_modelmeta ...
+        return getattr(self._real, name)
+
+    def io_binding(self) -> DeviceBinding:
+        self.bindings.append(DeviceBinding(self._ort, self._real.io_binding()))
+        return self.bindings[-1]
+
+    def run_with_iobinding(self, binding: DeviceBinding, run_options: object = None) -> None:
+        self._real.run_with_iobinding(binding.real, run_options)

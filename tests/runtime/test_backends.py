@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from grm.runtime.geometry import iou_xywh
 from grm.runtime.params import METADATA_KEY
 from grm.runtime.tracker import Tracker
 
-from .runtime_fakes import FEAT, SIZE_NORM, TINY, build_model, square_frames, tiny_metadata
+from .runtime_fakes import FEAT, SIZE_NORM, TINY, DeviceSession, build_model, square_frames, tiny_metadata
 
 
 def _inputs(search_value: float = 0.0) -> dict[str, np.ndarray]:
@@ -83,7 +85,6 @@ def test_tracks_a_moving_square(fake_onnx: Path) -> None:
 
 def test_decisions_output_is_exposed(fake_onnx_decisions: Path) -> None:
     backend = open_model(fake_onnx_decisions)
-    assert backend.has_decisions
     inputs = _inputs(-1.0)
     inputs[contract.THRESHOLD][0] = 0.5
     out = backend.run(inputs)
@@ -207,3 +208,173 @@ def test_checkpoint_goes_to_the_torch_plugin(tmp_path: Path, monkeypatch: pytest
 def test_metadata_key_is_the_contract_one(fake_onnx: Path) -> None:
     keys = [p.key for p in onnx.load(str(fake_onnx)).metadata_props]
     assert keys == [METADATA_KEY]
+
+
+# ------------------------------------------------------------------------------ GPU providers, through fakes
+
+GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.fixture
+def device_sessions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[DeviceSession]:
+    """ONNX Runtime with GPU providers that bind like a GPU session; TensorRT EP caches under tmp_path."""
+    import onnxruntime as ort
+
+    created: list[DeviceSession] = []
+
+    def factory(path, sess_options=None, providers=None):
+        created.append(DeviceSession(real, path, sess_options=sess_options, providers=providers))
+        return created[-1]
+
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(GPU_PROVIDERS))
+    monkeypatch.setattr(ort, "InferenceSession", factory)
+    monkeypatch.setenv("GRM_TRT_CACHE", str(tmp_path / "trt-cache"))
+    return created
+
+
+@pytest.mark.parametrize("backend", ["ort-cuda", "ort-tensorrt", "auto"])
+def test_gpu_session_sees_every_frame(fake_onnx: Path, device_sessions: list, backend: str) -> None:
+    """A GPU session copies inputs when they are bound; a binding made once would run every frame on frame 1."""
+    model = open_model(fake_onnx, backend=backend)
+    assert model.name == f"onnxruntime[{GPU_PROVIDERS[0] if backend == 'ort-tensorrt' else GPU_PROVIDERS[1]}]"
+    scores = [float(model.run(_inputs(v))["score_map"][0, 0, 0, 0]) for v in (0.0, 0.5, 1.0, 0.5)]
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-4.0 * np.array([0.0, 0.5, 1.0, 0.5]))), rtol=1e-6)
+    binding = device_sessions[-1].bindings[0]
+    assert binding.input_binds == 4 * 3 and binding.output_syncs == 4
+    model.close()
+
+
+def test_gpu_session_tracks_like_the_cpu(fake_onnx: Path, device_sessions: list) -> None:
+    frames, truth = square_frames(12)
+    boxes = []
+    for backend in ("ort-cuda", "onnxruntime"):
+        tracker = Tracker(open_model(fake_onnx, backend=backend))
+        tracker.initialize(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB), truth[0])
+        boxes.append([tracker.track(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).box_xywh for f in frames[1:]])
+    np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-6)
+    assert boxes[0][-1][0] > boxes[0][0][0] + 10  # it followed the square
+
+
+def _tensorrt_options(session: DeviceSession) -> dict:
+    return dict(session.requested)["TensorrtExecutionProvider"]
+
+
+def test_tensorrt_ep_engine_cache_is_keyed_by_model_content(tmp_path: Path, device_sessions: list) -> None:
+    """ONNX Runtime names cached engines after the file name and node names; a new checkpoint exported under
+    the same name must not reuse the old engine."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = build_model(tmp_path / "a" / "grm_tiny.onnx")
+    retrained = dataclasses.replace(tiny_metadata(), checkpoint_sha256="f" * 64)
+    second = build_model(tmp_path / "b" / "grm_tiny.onnx", metadata=retrained)
+    paths = []
+    for model in (first, second, first):
+        open_model(model, backend="ort-tensorrt").close()
+        options = _tensorrt_options(device_sessions[-1])
+        assert options["trt_engine_cache_enable"] is True
+        paths.append(Path(options["trt_engine_cache_path"]))
+    assert paths[0] != paths[1] and paths[0] == paths[2]
+    assert paths[0] == tmp_path / "trt-cache" / hashlib.sha256(first.read_bytes()).hexdigest()
+    assert all(p.is_dir() for p in paths)
+
+
+def test_tensorrt_ep_runs_qdq_models_as_explicit_int8(model_dir: Path, fake_onnx: Path, device_sessions: list) -> None:
+    qdq = build_model(model_dir / "fake_tiny_int8.onnx", qdq=True)
+    model = open_model(qdq, backend="ort-tensorrt")
+    assert model.metadata.precision == "int8"
+    options = _tensorrt_options(device_sessions[-1])
+    assert options["trt_int8_enable"] is True and options["trt_int8_use_native_calibration_table"] is False
+    assert "trt_int8_calibration_table_name" not in options  # TensorRT refuses a table for a Q/DQ network
+    assert "trt_fp16_enable" not in options
+    open_model(fake_onnx, backend="ort-tensorrt")
+    assert "trt_int8_enable" not in _tensorrt_options(device_sessions[-1])
+    assert dict(device_sessions[-1].requested)["CUDAExecutionProvider"] == {"device_id": 0,
+                                                                           "cudnn_conv_algo_search": "EXHAUSTIVE"}
+
+
+def test_unwritable_tensorrt_cache_is_one_clear_error(fake_onnx: Path, device_sessions: list, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("GRM_TRT_CACHE", str(tmp_path / "file"))
+    with pytest.raises(BackendUnavailableError, match="cannot create the TensorRT engine cache .*GRM_TRT_CACHE"):
+        open_model(fake_onnx, backend="ort-tensorrt")
+
+
+# ------------------------------------------------------------------------------------------ real GPU
+
+
+def _cuda_session_starts() -> bool:
+    """onnxruntime-gpu lists the CUDA EP even without a GPU, so try to start it on a one-node model."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [value],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
+    except Exception:  # noqa: BLE001 - any failure to start means: no usable GPU here
+        return False
+    return session.get_providers()[0] == "CUDAExecutionProvider"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_session_starts(), reason="needs onnxruntime-gpu and an NVIDIA GPU")
+def test_real_cuda_provider_sees_every_frame_and_tracks_like_the_cpu(fake_onnx: Path) -> None:
+    model = open_model(fake_onnx, backend="ort-cuda")
+    assert model.name == "onnxruntime[CUDAExecutionProvider]"
+    scores = [float(model.run(_inputs(v))["score_map"][0, 0, 0, 0]) for v in (0.0, 0.5, 1.0)]
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-4.0 * np.array([0.0, 0.5, 1.0]))), rtol=1e-4)
+    model.close()
+    frames, truth = square_frames(12)
+    boxes = []
+    for backend in ("ort-cuda", "onnxruntime"):
+        tracker = Tracker(open_model(fake_onnx, backend=backend))
+        tracker.initialize(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB), truth[0])
+        boxes.append([tracker.track(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).box_xywh for f in frames[1:]])
+    np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------- packaging
+
+REPO = Path(__file__).resolve().parents[2]
+EXCLUSIVE_WITH_GPU = {"cpu", "export", "calibrate", "bench", "dev"}  # they pull onnxruntime (README rule)
+
+
+def test_gpu_extra_needs_a_cuda_python_with_cuda_bindings() -> None:
+    """cuda.bindings, which the runtime imports, first shipped in cuda-python 12.6.1."""
+    import tomllib
+
+    specifiers = pytest.importorskip("packaging.specifiers")
+    from packaging.requirements import Requirement
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    gpu = {Requirement(r).name: Requirement(r).specifier for r in extras["gpu"]}
+    assert isinstance(gpu["cuda-python"], specifiers.SpecifierSet)
+    assert not gpu["cuda-python"].contains("12.6.0") and not gpu["cuda-python"].contains("12.0.0")
+    assert gpu["cuda-python"].contains("12.6.1") and gpu["cuda-python"].contains("13.4.4")
+    assert "onnxruntime" not in gpu and "onnxruntime-gpu" in gpu
+    for name in EXCLUSIVE_WITH_GPU:
+        assert "onnxruntime-gpu" not in {Requirement(r).name for r in extras[name]}
+
+
+def test_install_hints_never_combine_gpu_with_cpu_extras() -> None:
+    """A hint like pip install 'grm-tracker[export,gpu]' installs onnxruntime and onnxruntime-gpu together."""
+    import re
+
+    hints = []
+    for package in ("runtime", "export", "calibration", "benchmarks", "train"):
+        for source in (REPO / package).rglob("*.py"):
+            for extras in re.findall(r"grm-tracker\[([a-z0-9_,\s-]+)\]", source.read_text(encoding="utf-8")):
+                names = {e.strip() for e in extras.split(",")}
+                hints.append((source.name, names))
+                assert not ("gpu" in names and names & EXCLUSIVE_WITH_GPU), f"{source}: grm-tracker[{extras}]"
+    assert hints  # the scan found the hints it checks

@@ -180,6 +180,26 @@ def test_fp16_manifest_rebuild_command(tmp_path: Path) -> None:
         _open(path, version="11.0.0.1")
 
 
+def test_int8_manifest_names_a_calibrate_command_the_cli_accepts(tmp_path: Path) -> None:
+    """An INT8 plan is rebuilt by grm-calibrate --engine; the hint must parse with the real command line."""
+    import dataclasses
+
+    import typer
+
+    from grm.calibration.cli import app
+
+    path = tmp_path / "tiny_int8.plan"
+    path.write_bytes(PLAN_BYTES)
+    write_manifest(path, _manifest(metadata=dataclasses.replace(tiny_metadata(), precision="int8")))
+    with pytest.raises(ArtifactMismatchError, match="rebuild with: grm-calibrate ") as info:
+        _open(path, version="11.4.0.106")
+    command = str(info.value).split("rebuild with: ", 1)[1].split()
+    assert command[0] == "grm-calibrate" and "--engine" in command
+    assert command[command.index("--output") + 1] == str(tmp_path / "tiny_int8.onnx")  # --engine writes <output>.plan
+    ctx = typer.main.get_command(app).make_context("grm-calibrate", command[1:])
+    assert ctx.params["engine"] is True and ctx.params["model"] == Path("grm_tiny.onnx")
+
+
 def test_config_mismatch(plan: Path) -> None:
     with pytest.raises(ArtifactMismatchError, match="exported for config 'tiny' but --config is 'vitb_256'"):
         _open(plan, config="vitb_256")
@@ -188,6 +208,90 @@ def test_config_mismatch(plan: Path) -> None:
 def test_undeserializable_plan(plan: Path) -> None:
     with pytest.raises(ArtifactMismatchError, match="could not deserialize"):
         open_plan(plan, trt=make_trt(None), cuda=CudaPythonApi(FakeCudart(), id))
+
+
+@pytest.mark.parametrize("failure", ["runtime", "deserialize", "context"])
+def test_open_plan_releases_cuda_on_any_exception(plan: Path, failure: str) -> None:
+    """TensorRT raises RuntimeError (not a GrmError) from its bindings; the stream and buffers must still go."""
+    engine = Engine(tiny_tensors(), brightness_outputs)
+    trt = make_trt(engine)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"{failure} failed inside TensorRT")
+
+    if failure == "runtime":
+        trt.Runtime = boom
+    elif failure == "deserialize":
+        trt.Runtime.deserialize_cuda_engine = boom
+    else:
+        engine.create_execution_context = boom
+    cudart = FakeCudart()
+    with pytest.raises(RuntimeError, match=f"{failure} failed"):
+        open_plan(plan, trt=trt, cuda=CudaPythonApi(cudart, native_handle=id))
+    assert not cudart.device and not cudart.pinned and not cudart.streams
+
+
+def test_open_plan_releases_cuda_on_ctrl_c_while_allocating(plan: Path) -> None:
+    cudart = FakeCudart()
+    real_malloc = cudart.cudaMalloc
+    calls = []
+
+    def interrupted_malloc(nbytes: int):
+        calls.append(nbytes)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_malloc(nbytes)
+
+    cudart.cudaMalloc = interrupted_malloc
+    with pytest.raises(KeyboardInterrupt):
+        _open(plan, cudart=cudart)
+    assert not cudart.device and not cudart.pinned and not cudart.streams
+
+
+def test_uint8_and_bf16_engine_tensors(plan: Path) -> None:
+    """UINT8 has a numpy type (decisions may use it, maps may not); BF16 has none and is refused at load."""
+    tensors = tiny_tensors(decisions=True)
+    tensors[-1].dtype = DataType.UINT8  # decisions
+    backend, _, _ = _open(plan, tensors=tensors, decisions=True)
+    out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
+                       "search": np.ones((1, 3, 128, 128), np.float32), "threshold": np.zeros(1, np.float32)})
+    assert out["decisions"].dtype == np.uint8 and out["decisions"].all()
+    tensors = tiny_tensors()
+    tensors[3].dtype = DataType.UINT8  # score_map
+    with pytest.raises(ArtifactMismatchError, match="'score_map' has dtype uint8"):
+        _open(plan, tensors=tensors)
+    tensors[3].dtype = DataType.BF16
+    with pytest.raises(ArtifactMismatchError, match="'score_map' has a type numpy cannot hold"):
+        _open(plan, tensors=tensors)
+
+
+def test_stream_work_runs_only_at_synchronize() -> None:
+    """The fake stream is asynchronous like CUDA's: a queued copy reads its pinned source when it runs."""
+    cudart = FakeCudart()
+    cuda = CudaPythonApi(cudart, native_handle=id)
+    host = cuda.host_buffer((4,), np.dtype(np.float32))
+    back = cuda.host_buffer((4,), np.dtype(np.float32))
+    device = cuda.device_buffer(host.nbytes)
+    host[...] = 1.0
+    cuda.to_device(device, host)
+    host[...] = 2.0  # changed before the stream ran: the copy sees 2
+    cuda.to_host(back, device)
+    assert not back.any()
+    cuda.synchronize()
+    np.testing.assert_array_equal(back, 2.0)
+    cuda.close()
+
+
+def test_frames_in_a_row_each_see_their_own_input(plan: Path) -> None:
+    backend, cudart, engine = _open(plan)
+    scores = []
+    for value in (0.0, 0.5, 1.0):
+        out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
+                           "search": np.full((1, 3, 128, 128), value, np.float32),
+                           "threshold": np.zeros(1, np.float32)})
+        scores.append(float(out["score_map"][0, 0, 0, 0]))
+        assert not cudart.streams[0].pending  # everything ran before the outputs were read
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-4.0 * np.array([0.0, 0.5, 1.0]))), rtol=1e-6)
 
 
 def test_no_driver_is_backend_unavailable(plan: Path) -> None:
@@ -248,41 +352,33 @@ def _gpu_available() -> bool:
 needs_gpu = pytest.mark.skipif(not _gpu_available(), reason="needs tensorrt, cuda-python and an NVIDIA GPU")
 
 
-def _build_plan(onnx_path: Path, plan_path: Path) -> Path:
-    """Build a plan from the fake ONNX with the TensorRT Python API and write its manifest."""
-    import tensorrt as trt
-
-    from grm.runtime.backends.cuda_memory import load_cuda_api
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(onnx_path)), [str(parser.get_error(i)) for i in range(parser.num_errors)]
-    plan = builder.build_serialized_network(network, builder.create_builder_config())
-    plan_path.write_bytes(bytes(plan))
-    cuda = load_cuda_api("cuda-python")
-    name, capability = cuda.device_info()
-    cuda.close()
-    write_manifest(plan_path, EngineManifest(metadata=tiny_metadata(), tensorrt_version=trt.__version__,
-                                             gpu_name=name, compute_capability=capability,
-                                             plan_sha256=hashlib.sha256(plan_path.read_bytes()).hexdigest()))
-    return plan_path
+def _track(backend, frames, truth) -> list:
+    tracker = Tracker(backend)
+    tracker.initialize(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB), truth[0])
+    boxes = [tracker.track(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).box_xywh for f in frames[1:]]
+    backend.close()
+    return boxes
 
 
 @pytest.mark.gpu
 @pytest.mark.tensorrt
 @needs_gpu
-def test_real_tensorrt_plan_tracks_like_onnx_runtime(tmp_path: Path, fake_onnx: Path) -> None:
-    plan = _build_plan(fake_onnx, tmp_path / "fake.plan")
+@pytest.mark.parametrize("qdq", [False, True], ids=["fp32", "int8"])
+def test_real_tensorrt_plan_tracks_like_onnx_runtime(tmp_path: Path, qdq: bool) -> None:
+    """The runtime's builder on this GPU (FP32, and INT8 from a Q/DQ model), run by the TensorRT backend,
+    against ONNX Runtime CPU on the same ONNX; the manifest states the engine's precision."""
+    from grm.runtime.backends.trt_build import build_engine
+
+    from .runtime_fakes import build_model
+
+    onnx_path = build_model(tmp_path / "fake.onnx", qdq=qdq)
+    plan = build_engine(onnx_path, tmp_path / "fake.plan").plan
+    assert read_manifest(plan).metadata.precision == ("int8" if qdq else "fp32")
     frames, truth = square_frames(10)
-    boxes = []
-    for backend in (open_model(plan, backend="tensorrt"), open_model(fake_onnx, backend="onnxruntime")):
-        tracker = Tracker(backend)
-        tracker.initialize(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB), truth[0])
-        boxes.append([tracker.track(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).box_xywh for f in frames[1:]])
-        backend.close()
-    np.testing.assert_allclose(boxes[0], boxes[1], atol=1e-3)
+    trt_boxes = _track(open_model(plan, backend="tensorrt"), frames, truth)
+    ort_boxes = _track(open_model(onnx_path, backend="onnxruntime"), frames, truth)
+    np.testing.assert_allclose(trt_boxes, ort_boxes, atol=1e-3 if not qdq else 0.5)
+    assert trt_boxes[-1][0] > trt_boxes[0][0] + 10  # it followed the square
 
 
 @pytest.mark.gpu

@@ -1,5 +1,19 @@
 """Small stand-ins for the ``tensorrt`` and ``cuda.bindings.runtime`` modules, for GPU-free tests.
 
+They follow the real bindings where the code under test depends on it (TensorRT 10.13 / 11.x Python
+bindings, cuda-bindings 12.6-13.x):
+
+* ``DataType`` has the real members and numbers (UINT8 = 5, BF16 = 7, INT64 = 8 ...) and ``nptype`` maps
+  only the types numpy has (BF16, FP8, INT4, FP4 raise TypeError, as ``tensorrt.nptype`` does).
+* Streams are asynchronous: ``cudaMemcpyAsync`` and ``execute_async_v3`` only queue work, which runs at
+  ``cudaStreamSynchronize``; a pinned host buffer is read when the copy runs, not when it is queued.
+* The builder (``make_trt(...).Builder``) returns what the real one returns: ``build_serialized_network``
+  gives None for a network TensorRT refuses (a precision flag on a strongly typed network; a Q/DQ network
+  built weakly typed without the INT8 flag), ``create_timing_cache`` gives None for unreadable bytes,
+  ``set_timing_cache`` returns False for a cache from another TensorRT version or GPU (and then no cache is
+  attached), ``get_timing_cache`` returns None when none is attached. TensorRT 11 has no FP16/INT8 builder
+  flags and is always strongly typed.
+
 "Device" memory is ordinary ctypes memory, so the TensorRT backend's real code path (pinned host buffers,
 ``cudaMemcpyAsync``, ``set_tensor_address``, ``execute_async_v3``) runs end to end: the fake execution
 context reads its inputs from the bound device addresses, computes the brightness-tracker maps of
@@ -11,10 +25,12 @@ from __future__ import annotations
 import ctypes
 import enum
 import types
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 
 from .runtime_fakes import DEPTH, SIZE_NORM
 
@@ -22,13 +38,19 @@ PLAN_BYTES = b"fake-tensorrt-plan"
 
 
 class DataType(enum.Enum):
+    """``tensorrt.DataType`` with the real member values."""
+
     FLOAT = 0
     HALF = 1
     INT8 = 2
     INT32 = 3
     BOOL = 4
-    INT64 = 5
+    UINT8 = 5
     FP8 = 6
+    BF16 = 7
+    INT64 = 8
+    INT4 = 9
+    FP4 = 10
 
 
 _NP = {
@@ -36,14 +58,16 @@ _NP = {
     DataType.HALF: np.float16,
     DataType.INT8: np.int8,
     DataType.INT32: np.int32,
-    DataType.BOOL: np.bool_,
     DataType.INT64: np.int64,
+    DataType.BOOL: np.bool_,
+    DataType.UINT8: np.uint8,
 }
 
 
 def nptype(dtype: DataType) -> type:
+    """``tensorrt.nptype``: types without a numpy equivalent (BF16, FP8, INT4, FP4) raise TypeError."""
     if dtype not in _NP:
-        raise TypeError(f"could not resolve {dtype}")
+        raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
     return _NP[dtype]
 
 
@@ -119,16 +143,24 @@ class Context:
         return True
 
     def execute_async_v3(self, stream_handle: int) -> bool:
+        """Queue the computation on the stream with this handle (or run it now for an unknown handle)."""
         self.calls += 1
         if self.fail:
             return False
+        stream = FakeStream.by_handle.get(stream_handle)
+        if stream is None:
+            self._compute()
+        else:
+            stream.pending.append(self._compute)
+        return True
+
+    def _compute(self) -> None:
         tensors = {t.name: t for t in self.engine.tensors}
         inputs = {n: _view(self.addresses[n], t.shape, nptype(t.dtype)).copy()
                   for n, t in tensors.items() if t.mode == TensorIOMode.INPUT}
         for name, value in self.engine.compute(inputs).items():
             t = tensors[name]
             _view(self.addresses[name], t.shape, nptype(t.dtype))[...] = value.astype(nptype(t.dtype))
-        return True
 
 
 class Engine:
@@ -162,8 +194,174 @@ class Engine:
         return ctx
 
 
-def make_trt(engine: Engine | None, version: str = "10.13.0.35") -> types.SimpleNamespace:
-    """A ``tensorrt`` module whose Runtime deserialises PLAN_BYTES into ``engine`` (anything else -> None)."""
+# ------------------------------------------------------------------------------------------------- builder
+
+
+class HostMemory:
+    """``tensorrt.IHostMemory``: a buffer (``bytes(m)`` gives its content)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+
+@dataclass
+class BuildState:
+    """What the fake TensorRT saw, for assertions, and the environment its timing caches belong to."""
+
+    version: str
+    gpu: str = "NVIDIA Fake GPU"
+    parse_ok: bool = True
+    plan_override: bytes | None = None
+    fail_build: bool = False
+    network_flags: list[int] = field(default_factory=list)
+    flags: set[str] = field(default_factory=set)
+    cleared: list[str] = field(default_factory=list)
+    pool: list[tuple[str, int]] = field(default_factory=list)
+    cache_in: list[bytes] = field(default_factory=list)
+    parsed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def cache_bytes(self, entries: int = 0) -> bytes:
+        """A serialized timing cache of this TensorRT version and GPU."""
+        return f"TC|{self.version}|{self.gpu}|{entries}".encode()
+
+
+class TimingCache:
+    def __init__(self, version: str, gpu: str, entries: int) -> None:
+        self.version, self.gpu, self.entries = version, gpu, entries
+
+    def serialize(self) -> HostMemory:
+        return HostMemory(f"TC|{self.version}|{self.gpu}|{self.entries}".encode())
+
+
+class Network:
+    """What the parser found in the ONNX file, and how the network was created."""
+
+    def __init__(self, strongly_typed: bool) -> None:
+        self.strongly_typed = strongly_typed
+        self.has_qdq = False
+        self.has_fp16 = False
+
+
+def _onnx_features(path: str) -> tuple[bool, bool]:
+    """(has Q/DQ nodes, has FP16 tensors) of an ONNX file, as TensorRT's parser would see them."""
+    model = onnx.load(path, load_external_data=False)
+    qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+    values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
+    fp16 = any(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for v in values)
+    fp16 |= any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    return qdq, fp16
+
+
+def _builder_api(state: BuildState) -> dict[str, object]:
+    """Builder, OnnxParser and the enums of one TensorRT version."""
+    precision_flags = {"FP16", "INT8", "BF16", "FP8"} if state.major < 11 else set()
+    builder_flag = types.SimpleNamespace(**{name: name for name in ({"TF32", "REFIT"} | precision_flags)})
+
+    class Parser:
+        def __init__(self, network: Network, logger: Logger) -> None:
+            self.network = network
+            self.num_errors = 0
+
+        def parse_from_file(self, path: str) -> bool:
+            state.parsed.append(path)
+            if not state.parse_ok:
+                self.num_errors = 2
+                return False
+            self.network.has_qdq, self.network.has_fp16 = _onnx_features(path)
+            return True
+
+        def get_error(self, i: int) -> str:
+            return f"In node {i} (importFoo): UNSUPPORTED_NODE: op {i} not supported"
+
+    class Config:
+        def __init__(self) -> None:
+            self.flags: set[str] = {"TF32"}  # on by default, as in TensorRT
+            self.cache: TimingCache | None = None
+
+        def set_memory_pool_limit(self, pool: str, size: int) -> None:
+            state.pool.append((pool, size))
+
+        def set_flag(self, flag: str) -> None:
+            self.flags.add(flag)
+
+        def clear_flag(self, flag: str) -> None:
+            self.flags.discard(flag)
+            state.cleared.append(flag)
+
+        def get_flag(self, flag: str) -> bool:
+            return flag in self.flags
+
+        def create_timing_cache(self, data: bytes) -> TimingCache | None:
+            state.cache_in.append(bytes(data))
+            if not data:
+                return TimingCache(state.version, state.gpu, 0)
+            parts = bytes(data).decode("latin-1").split("|")
+            if len(parts) != 4 or parts[0] != "TC" or not parts[3].isdigit():
+                state.errors.append("createTimingCache: invalid timing cache")
+                return None
+            return TimingCache(parts[1], parts[2], int(parts[3]))
+
+        def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+            if not ignore_mismatch and (cache.version, cache.gpu) != (state.version, state.gpu):
+                state.errors.append("setTimingCache: cache mismatch (another TensorRT version or device)")
+                return False
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self) -> TimingCache | None:
+            return self.cache
+
+    class Builder:
+        def __init__(self, logger: Logger) -> None:
+            self.logger = logger
+
+        def create_network(self, flags: int) -> Network:
+            state.network_flags.append(flags)
+            strongly = state.major >= 11 or bool(flags & (1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            return Network(strongly)
+
+        def create_builder_config(self) -> Config:
+            return Config()
+
+        def build_serialized_network(self, network: Network, config: Config) -> HostMemory | None:
+            state.flags = set(config.flags)
+            precision = config.flags & precision_flags
+            if state.fail_build:
+                return None
+            if network.strongly_typed and precision:
+                state.errors.append(f"precision flags {sorted(precision)} are not allowed on a strongly typed network")
+                return None
+            if not network.strongly_typed and network.has_qdq and "INT8" not in config.flags:
+                state.errors.append("Q/DQ layers need the INT8 flag on a weakly typed network")
+                return None
+            if config.cache is not None:
+                config.cache.entries += 1
+            if state.plan_override is not None:
+                return HostMemory(state.plan_override)
+            typing = "strong" if network.strongly_typed else "weak"
+            computes = "int8" if network.has_qdq else "fp16" if network.has_fp16 or "FP16" in precision else "fp32"
+            return HostMemory(f"PLAN|{typing}|{computes}|tf32={'TF32' in config.flags}".encode())
+
+    class NetworkDefinitionCreationFlag:  # STRONGLY_TYPED stays in 11 (deprecated, ignored)
+        STRONGLY_TYPED = 1
+
+    return dict(Builder=Builder, OnnxParser=Parser, BuilderFlag=builder_flag,
+                NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+                MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"))
+
+
+def make_trt(engine: Engine | None = None, version: str = "10.13.0.35", **build: object) -> types.SimpleNamespace:
+    """A ``tensorrt`` module: its Runtime deserialises PLAN_BYTES into ``engine`` (anything else -> None), its
+    Builder follows the real build rules of ``version``; ``build`` sets :class:`BuildState` fields, and the
+    module's ``state`` records what the builder was asked for."""
 
     class Runtime:
         def __init__(self, logger: Logger) -> None:
@@ -172,10 +370,28 @@ def make_trt(engine: Engine | None, version: str = "10.13.0.35") -> types.Simple
         def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
             return engine if data == PLAN_BYTES else None
 
+    state = BuildState(version=version, **build)  # type: ignore[arg-type]
     return types.SimpleNamespace(
         __version__=version, DataType=DataType, TensorIOMode=TensorIOMode, Logger=Logger, Runtime=Runtime,
-        nptype=nptype,
+        nptype=nptype, state=state, **_builder_api(state),
     )
+
+
+# ---------------------------------------------------------------------------------------------------- CUDA
+
+
+class FakeStream:
+    """A CUDA stream: queued work runs, in order, at ``cudaStreamSynchronize``."""
+
+    by_handle: weakref.WeakValueDictionary[int, FakeStream] = weakref.WeakValueDictionary()
+
+    def __init__(self) -> None:
+        self.pending: list[Callable[[], None]] = []
+        FakeStream.by_handle[id(self)] = self
+
+    def run_pending(self) -> None:
+        while self.pending:
+            self.pending.pop(0)()
 
 
 class CudaError(enum.Enum):
@@ -215,7 +431,7 @@ class FakeCudart:
         return CudaError.cudaSuccess, props
 
     def cudaStreamCreateWithFlags(self, flags: int):
-        stream = object()
+        stream = FakeStream()
         self.streams.append(stream)
         return CudaError.cudaSuccess, stream
 
@@ -229,24 +445,33 @@ class FakeCudart:
     def cudaMallocHost(self, nbytes: int):
         return self._alloc(self.pinned, nbytes)
 
+    def _implicit_sync(self) -> None:
+        """cudaFree/cudaFreeHost wait for the device's queued work before freeing."""
+        for stream in self.streams:
+            stream.run_pending()
+
     def cudaFree(self, ptr: int):
+        self._implicit_sync()
         del self.device[ptr]
         return (CudaError.cudaSuccess,)
 
     def cudaFreeHost(self, ptr: int):
+        self._implicit_sync()
         del self.pinned[ptr]
         return (CudaError.cudaSuccess,)
 
-    def cudaMemcpyAsync(self, dst: int, src: int, count: int, kind: int, stream: object):
+    def cudaMemcpyAsync(self, dst: int, src: int, count: int, kind: int, stream: FakeStream):
+        """Queue the copy; the source is read when the stream runs it (pinned memory, truly asynchronous)."""
         direction = "h2d" if kind == 1 else "d2h"
         table = self.device if direction == "h2d" else self.pinned
         assert dst in table, f"{direction} copy to an address that is not a {direction[-1]} buffer"
-        ctypes.memmove(dst, src, count)
+        stream.pending.append(lambda: ctypes.memmove(dst, src, count))
         self.copies.append((direction, count))
         return (CudaError.cudaSuccess,)
 
-    def cudaStreamSynchronize(self, stream: object):
+    def cudaStreamSynchronize(self, stream: FakeStream):
         self.synchronized += 1
+        stream.run_pending()
         return (CudaError.cudaSuccess,)
 
     def sizes(self) -> list[int]:

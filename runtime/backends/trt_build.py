@@ -1,15 +1,19 @@
-"""Build a serialized TensorRT engine (plain ``.plan``) from an exported ONNX file, plus its ``<plan>.json``.
+"""Build a serialized TensorRT engine (plain ``.plan``) from a grm ONNX file, plus its ``<plan>.json`` manifest.
 
-Precision follows DEPLOY-NOTES section 1:
+Used by ``grm-export --engine`` (FP32/FP16 exports) and ``grm-calibrate --engine`` (INT8 Q/DQ models); it needs
+TensorRT and a GPU, never torch or onnx. How each precision is built:
 
-* TensorRT 11 builds strongly typed networks only: the precision comes from the ONNX types. An FP16 engine
-  needs an FP16 ONNX (``grm-export --fp16``); asking for the FP16 builder flag on an FP32 ONNX is refused.
-* TensorRT 10: an FP16 ONNX is built strongly typed (its FP32 islands are honoured); an FP32 ONNX with
-  ``fp16=True`` uses the FP16 builder flag (weak typing, TensorRT picks per-layer precision).
+* INT8 (a Q/DQ model from grm-calibrate, metadata precision ``int8``): explicit quantization, built strongly
+  typed on TensorRT 10 and 11, so every non-quantized layer keeps the ONNX's float type and the engine
+  computes what the calibration report measured. No INT8 builder flag (it is an error on a strongly typed
+  network and gone in TensorRT 11) and no calibrator.
+* FP16 ONNX (``grm-export --fp16``): strongly typed, its FP32 islands are honoured.
+* FP32 ONNX: TensorRT 11 strongly typed; TensorRT 10 weakly typed with TF32 off, or with the FP16 builder
+  flag when ``fp16=True`` (TensorRT picks per-layer precision; refused on TensorRT 11).
 
-FP32 engines are built with TF32 off, so they compute what the parity report measured. The sidecar holds
-the ONNX's ``grm`` metadata plus TensorRT version, GPU name, compute capability and the plan's SHA-256
-(:mod:`grm.runtime.backends.manifest`), which the runtime checks before it loads the plan.
+The manifest holds the ONNX's ``grm`` metadata (precision = the engine's) plus TensorRT version, GPU name,
+compute capability and the plan's SHA-256 (:mod:`grm.runtime.backends.manifest`); it is written right after
+the plan, before the optional timing cache, so a cache problem never leaves a plan without its manifest.
 """
 
 from __future__ import annotations
@@ -22,18 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grm.export.metadata import read_metadata
 from grm.runtime.atomic import atomic_write_bytes, sha256_bytes
+from grm.runtime.backends.cuda_memory import gpu_info
 from grm.runtime.backends.manifest import EngineManifest, manifest_path, write_manifest
+from grm.runtime.backends.onnx_metadata import read_onnx_metadata
 from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
 from grm.runtime.params import ModelMetadata
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE_BYTES = 4 << 30
+PRECISIONS = ("fp32", "fp16", "int8")
 TRT_INSTALL_HINT = (
-    "install TensorRT 10 or 11 on a machine with an NVIDIA GPU (pip install tensorrt --extra-index-url "
-    "https://pypi.nvidia.com, or tensorrt-cu12 on CUDA 12 drivers), or export ONNX only by leaving out --engine"
+    "install TensorRT 10 or 11 and cuda-python on a machine with an NVIDIA GPU (pip install tensorrt "
+    "'cuda-python>=12.6.1' --extra-index-url https://pypi.nvidia.com; tensorrt-cu12 on CUDA 12 drivers), "
+    "or write the ONNX model only by leaving out --engine"
 )
 GpuProbe = Callable[[], tuple[str, tuple[int, int]]]
 
@@ -78,11 +85,23 @@ def plan_build(trt: Any, onnx_precision: str, fp16: bool, config_name: str) -> B
 
     Raises:
         BackendUnavailableError: TensorRT older than 10.
-        ConfigError: FP16 requested on an FP32 ONNX under TensorRT 11 (strong typing only).
+        ArtifactMismatchError: a precision other than fp32, fp16 or int8 in the metadata.
+        ConfigError: FP16 requested on an FP32 ONNX under TensorRT 11, or on an INT8 model.
     """
     major = trt_major(trt)
     if major < 10:
         raise BackendUnavailableError(f"TensorRT {trt.__version__} is too old; {TRT_INSTALL_HINT}")
+    if onnx_precision not in PRECISIONS:
+        raise ArtifactMismatchError(
+            f"the model's metadata gives precision {onnx_precision!r}; engines are built from {', '.join(PRECISIONS)} "
+            "models written by grm-export or grm-calibrate"
+        )
+    if onnx_precision == "int8":
+        if fp16:
+            raise ConfigError(
+                "an INT8 Q/DQ model is built with the precision its graph states; FP16 cannot be added at build time"
+            )
+        return BuildPlan(strongly_typed=True, fp16_flag=False, precision="int8")
     if onnx_precision == "fp16":
         return BuildPlan(strongly_typed=True, fp16_flag=False, precision="fp16")
     if not fp16:
@@ -93,30 +112,6 @@ def plan_build(trt: Any, onnx_precision: str, fp16: bool, config_name: str) -> B
             f"export an FP16 ONNX first: grm-export --config {config_name} --fp16 --engine"
         )
     return BuildPlan(strongly_typed=False, fp16_flag=True, precision="fp16")
-
-
-def gpu_info() -> tuple[str, tuple[int, int]]:
-    """Name and compute capability of CUDA device 0 (cuda-python, else torch.cuda).
-
-    Raises:
-        BackendUnavailableError: no CUDA binding sees a GPU.
-    """
-    try:
-        cudart = importlib.import_module("cuda.bindings.runtime")
-    except ImportError:
-        cudart = None
-    if cudart is not None:
-        err, props = cudart.cudaGetDeviceProperties(0)
-        if err == cudart.cudaError_t.cudaSuccess:
-            name = props.name
-            name = bytes(name).split(b"\0", 1)[0].decode() if isinstance(name, bytes | bytearray) else str(name)
-            return name.strip(), (int(props.major), int(props.minor))
-    torch = importlib.import_module("torch")
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0), tuple(torch.cuda.get_device_capability(0))
-    raise BackendUnavailableError(
-        f"building an engine needs an NVIDIA GPU with a working driver; none found; {TRT_INSTALL_HINT}"
-    )
 
 
 def build_engine(
@@ -132,16 +127,19 @@ def build_engine(
     """Parse ``onnx_path`` with TensorRT, build a serialized engine and write ``plan_path`` + ``<plan>.json``.
 
     Args:
-        onnx_path: a model written by grm-export (its ``grm`` metadata goes into the manifest).
+        onnx_path: a model written by grm-export or grm-calibrate (its ``grm`` metadata goes into the manifest).
         plan_path: output plan, written atomically.
         workspace_bytes: builder workspace memory-pool limit in bytes.
-        timing_cache: file to load the timing cache from (if present) and save it to afterwards.
+        timing_cache: file to load the timing cache from (if present) and save it to afterwards; a cache that
+            TensorRT rejects (another TensorRT or GPU) or that cannot be saved only costs a warning.
         fp16: FP16 from an FP32 ONNX (TensorRT 10 builder flag only).
         trt, gpu: injectable TensorRT module and GPU probe (tests).
     """
     trt = trt or import_tensorrt()
-    metadata = read_metadata(onnx_path)
+    metadata = read_onnx_metadata(onnx_path)
     build = plan_build(trt, metadata.precision, fp16, metadata.config)
+    if workspace_bytes <= 0:
+        raise ConfigError(f"workspace {workspace_bytes} bytes must be positive")
     gpu_name, capability = gpu()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = _create_builder(trt, logger)
@@ -150,7 +148,8 @@ def build_engine(
     _parse(parser, Path(onnx_path))
     config = _builder_config(trt, builder, build, workspace_bytes)
     cache_path = Path(timing_cache) if timing_cache else None
-    _load_timing_cache(config, cache_path)
+    if cache_path is not None:
+        _attach_timing_cache(config, cache_path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ArtifactMismatchError(
@@ -159,8 +158,6 @@ def build_engine(
     data = bytes(serialized)
     plan = Path(plan_path)
     atomic_write_bytes(plan, data)
-    if cache_path is not None:
-        atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     manifest = EngineManifest(
         metadata=_engine_metadata(metadata, build),
         tensorrt_version=str(trt.__version__),
@@ -169,6 +166,8 @@ def build_engine(
         plan_sha256=sha256_bytes(data),
     )
     write_manifest(plan, manifest)
+    if cache_path is not None:
+        _save_timing_cache(config, cache_path)
     log.info("built %s (%s, TensorRT %s, %s)", plan, build.precision, trt.__version__, gpu_name)
     return EngineBuild(plan, manifest_path(plan), str(trt.__version__), build)
 
@@ -205,30 +204,58 @@ def _parse(parser: Any, onnx_path: Path) -> None:
 
 
 def _builder_config(trt: Any, builder: Any, build: BuildPlan, workspace_bytes: int) -> Any:
-    if workspace_bytes <= 0:
-        raise ConfigError(f"workspace {workspace_bytes} bytes must be positive")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
     if build.fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
-    if build.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)
+    if build.precision in ("fp32", "int8") and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # FP32 layers compute in FP32, as ONNX Runtime measured them
     return config
 
 
-def _load_timing_cache(config: Any, path: Path | None) -> None:
-    if path is None:
+def _attach_timing_cache(config: Any, path: Path) -> bool:
+    """Load ``path`` into the builder; a cache TensorRT rejects is replaced by an empty one.
+
+    ``create_timing_cache`` returns None for bytes it cannot read; ``set_timing_cache`` returns False for a
+    cache from another TensorRT version or GPU (with ``ignore_mismatch=False``). Returns whether a cache is set.
+    """
+    try:
+        previous = path.read_bytes() if path.is_file() else b""
+    except OSError as e:
+        log.warning("cannot read timing cache %s (%s); building without it", path, e.strerror or e)
+        previous = b""
+    if previous:
+        cache = config.create_timing_cache(previous)
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            log.info("timing cache %s: %d bytes loaded", path, len(previous))
+            return True
+        log.warning("timing cache %s was rejected by TensorRT (another version or GPU); starting a new one", path)
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        log.warning("TensorRT could not start a timing cache; building without one")
+        return False
+    return True
+
+
+def _save_timing_cache(config: Any, path: Path) -> None:
+    """Write the builder's timing cache; a missing cache or a failed write is a warning, the plan stands."""
+    cache = config.get_timing_cache()
+    if cache is None:
+        log.warning("TensorRT has no timing cache to save; %s is unchanged", path)
         return
-    previous = path.read_bytes() if path.is_file() else b""
-    cache = config.create_timing_cache(previous)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    log.info("timing cache %s: %d bytes loaded", path, len(previous))
+    serialized = cache.serialize()
+    if serialized is None:
+        log.warning("TensorRT could not serialize the timing cache; %s is unchanged", path)
+        return
+    try:
+        atomic_write_bytes(path, bytes(serialized))
+    except OSError as e:
+        log.warning("cannot write timing cache %s (%s); the engine and its manifest are complete", path,
+                    e.strerror or e)  # fmt: skip
 
 
 def _engine_metadata(metadata: ModelMetadata, build: BuildPlan) -> ModelMetadata:
     """The ONNX metadata, with the engine's precision and how it was obtained."""
-    extra = {
-        **dict(metadata.extra),
-        "engine_precision_source": "fp16 builder flag" if build.fp16_flag else "onnx types",
-    }
+    source = {"int8": "onnx q/dq nodes"}.get(build.precision, "fp16 builder flag" if build.fp16_flag else "onnx types")
+    extra = {**dict(metadata.extra), "engine_precision_source": source}
     return dataclasses.replace(metadata, precision=build.precision, extra=extra)
