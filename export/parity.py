@@ -9,7 +9,8 @@ The reference is always the FP32 PyTorch model, so the FP16 figures are "FP16 vs
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -18,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from numpy.typing import NDArray
+from torch import nn
 
 from grm.export.parity_data import CropPair
 from grm.runtime import contract
@@ -27,7 +29,7 @@ from grm.runtime.errors import ParityError
 from grm.runtime.geometry import cxcywh_to_xywh, iou_xywh
 from grm.train.model import GRM
 
-DEFAULT_THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax rule) and every distinct official preset (spec B.7)
+DEFAULT_THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax rule) and every distinct official preset (docs/tracker.md)
 
 
 @dataclass(frozen=True)
@@ -145,40 +147,50 @@ def compare(
     decisions_run: Runner | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[ThresholdStats]:
-    """Run the exported model and PyTorch on every pair and threshold.
+    """Run the exported model and PyTorch on every pair and threshold, both on the tracker's feeds.
 
     ``decisions_run`` supplies the decisions when ``run`` has no ``decisions`` output (without either, decision
-    agreement is not measured); ``progress`` is called with (runs done, total runs).
+    agreement is not measured); ``progress`` is called with (runs done, total runs). ``model`` runs in eval
+    mode and is left in the mode it came in.
     """
-    model.eval()
     total, done = len(thresholds) * len(pairs), 0
     stats = []
-    for threshold in thresholds:
-        acc = _Accumulator(threshold)
-        for pair in pairs:
-            feeds = {
-                contract.TEMPLATE: pair.template,
-                contract.SEARCH: pair.search,
-                contract.THRESHOLD: np.array([threshold], dtype=np.float32),
-                contract.TEMPLATE_MASK: pair.template_mask,
-            }
-            got = dict(run(feeds))
-            if contract.DECISIONS not in got and decisions_run is not None:
-                got[contract.DECISIONS] = decisions_run(feeds)[contract.DECISIONS]
-            acc.add(_reference(model, pair, threshold), got)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        stats.append(acc.result())
+    with _eval_mode(model):
+        for threshold in thresholds:
+            acc = _Accumulator(threshold)
+            for pair in pairs:
+                feeds = pair.feeds(threshold)
+                got = dict(run(feeds))
+                if contract.DECISIONS not in got and decisions_run is not None:
+                    got[contract.DECISIONS] = decisions_run(feeds)[contract.DECISIONS]
+                acc.add(_reference(model, feeds, threshold), got)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            stats.append(acc.result())
     return stats
 
 
-def _reference(model: GRM, pair: CropPair, threshold: float) -> dict[str, NDArray[np.generic]]:
-    mask = torch.from_numpy(pair.template_mask)
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; every submodule's own mode restored afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _reference(
+    model: GRM, feeds: Mapping[str, NDArray[np.float32]], threshold: float
+) -> dict[str, NDArray[np.generic]]:
+    """The PyTorch model's outputs on the same feeds (``threshold`` as the Python float the model takes)."""
+    names = (contract.TEMPLATE, contract.SEARCH, contract.TEMPLATE_MASK)
+    template, search, mask = (torch.from_numpy(feeds[k]) for k in names)
     with torch.no_grad():
-        out = model(
-            torch.from_numpy(pair.template), torch.from_numpy(pair.search), threshold, mask, return_decisions=True
-        )
+        out = model(template, search, threshold, mask, return_decisions=True)
     return {
         contract.SCORE_MAP: out.score_map.numpy(),
         contract.SIZE_MAP: out.size_map.numpy(),

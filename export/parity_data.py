@@ -1,14 +1,15 @@
-"""Template/search crop pairs for parity checks, cut by :mod:`grm.runtime.crop` exactly as the tracker does.
+"""Network inputs for parity checks, built by the runtime tracker's own functions (:mod:`grm.runtime.tracker`).
 
-Real crops come from sequences in OTB layout (``<seq>/img/*.jpg`` + ``<seq>/groundtruth_rect.txt``, one
+Real inputs come from sequences in OTB layout (``<seq>/img/*.jpg`` + ``<seq>/groundtruth_rect.txt``, one
 ``x,y,w,h`` per line): the template from frame 0 around the first box, each search crop from a later frame
-around the previous frame's box. Without a data folder, a deterministic synthetic sequence (a textured
-target moving over a smooth background) stands in, and the report says so.
+around the previous frame's box, as the tracker cuts them when it tracked the frame before perfectly.
+Without a data folder, a deterministic synthetic sequence (a textured target moving over a smooth
+background) stands in, and the report says so.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,23 +17,26 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from grm.runtime.crop import normalize, sample_target
+from grm.benchmarks.frames import read_rgb
+from grm.benchmarks.textio import read_boxes
 from grm.runtime.errors import DatasetError
-from grm.runtime.geometry import box_to_crop_xywh, template_box_mask
 from grm.runtime.params import TrackerParams
+from grm.runtime.tracker import TemplateInput, network_inputs, search_input, template_input
 
 ENV_DATA = "GRM_PARITY_DATA"
 
 
 @dataclass(frozen=True)
 class CropPair:
-    """One network input pair: normalised float32 template (1,3,T,T) and search (1,3,S,S), plus the template
-    box mask (1, Nz) that roimax/roiavg models read (spec A.9)."""
+    """One network call's inputs: the tracker's template input and a normalised search crop (1,3,S,S) float32."""
 
     name: str
-    template: NDArray[np.float32]
+    template: TemplateInput
     search: NDArray[np.float32]
-    template_mask: NDArray[np.float32]
+
+    def feeds(self, threshold: float) -> dict[str, NDArray[np.float32]]:
+        """The feeds the tracker passes to the network, in contract names, at division ``threshold``."""
+        return network_inputs(self.template, self.search, np.array([threshold], dtype=np.float32))
 
 
 def crop_pairs(params: TrackerParams, data_dir: Path | None, per_sequence: int = 2) -> tuple[list[CropPair], str]:
@@ -55,7 +59,8 @@ def sequence_pairs(root: Path, params: TrackerParams, per_sequence: int = 2) -> 
     """``per_sequence`` pairs from every sequence under ``root`` (search frames spread over the sequence).
 
     Raises:
-        DatasetError: no sequence found, or a frame that cannot be read.
+        DatasetError: no sequence found, or one with fewer than 2 frames.
+        InputError: a frame or box file that cannot be read.
     """
     if not root.is_dir():
         raise DatasetError(f"parity data folder not found: {root}; pass --parity-data DIR with OTB-layout sequences")
@@ -70,62 +75,42 @@ def sequence_pairs(root: Path, params: TrackerParams, per_sequence: int = 2) -> 
 
 def _pairs_of_sequence(seq: Path, params: TrackerParams, count: int) -> list[CropPair]:
     frames = sorted((seq / "img").glob("*.jpg"))
-    boxes = read_boxes(seq / "groundtruth_rect.txt")
+    boxes = read_boxes(seq / "groundtruth_rect.txt").tolist()
     n = min(len(frames), len(boxes))
     if n < 2:
         raise DatasetError(f"{seq} has {n} usable frames; need at least 2")
-    template, mask = _template(read_rgb(frames[0]), boxes[0], params)
     picks = np.unique(np.linspace(1, n - 1, num=count).round().astype(int))
-    return [
-        CropPair(f"{seq.name}#{k}", template, _crop(read_rgb(frames[k]), boxes[k - 1], params), mask) for k in picks
-    ]
+    return _pairs(seq.name, lambda k: read_rgb(frames[k]), boxes, picks.tolist(), params)
 
 
-def read_boxes(path: Path) -> list[list[float]]:
-    """x, y, w, h per line; separators may be commas, tabs or spaces."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        values = [v for v in re.split(r"[,\s]+", line.strip()) if v]
-        if len(values) >= 4:
-            rows.append([float(v) for v in values[:4]])
-    return rows
-
-
-def read_rgb(path: Path) -> NDArray[np.uint8]:
-    """An image file as HxWx3 uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"cannot read frame {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _crop(frame: NDArray[np.uint8], box: list[float], params: TrackerParams) -> NDArray[np.float32]:
-    """Normalised search input cut like the tracker."""
-    return normalize(sample_target(frame, box, params.search_factor, params.search_size).image, params.mean, params.std)
-
-
-def _template(
-    frame: NDArray[np.uint8], box: list[float], params: TrackerParams
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Normalised template input and its box mask (1, Nz), as the tracker's initialize makes them."""
-    crop = sample_target(frame, box, params.template_factor, params.template_size)
-    box_in_crop = box_to_crop_xywh(box, box, crop.resize_factor, params.template_size, normalize=True)
-    mask = template_box_mask(box_in_crop, params.template_feat_size)[None]
-    return normalize(crop.image, params.mean, params.std), mask
+def _pairs(
+    name: str,
+    frame: Callable[[int], NDArray[np.uint8]],
+    boxes: Sequence[Sequence[float]],
+    picks: Sequence[int],
+    params: TrackerParams,
+) -> list[CropPair]:
+    """The template from frame 0 around ``boxes[0]``; for each pick k, the search input from frame k around
+    ``boxes[k - 1]`` (RGB frames, xywh pixel boxes)."""
+    template = template_input(frame(0), boxes[0], params)
+    return [CropPair(f"{name}#{k}", template, search_input(frame(k), boxes[k - 1], params)[0]) for k in picks]
 
 
 def synthetic_pairs(params: TrackerParams, count: int = 4, seed: int = 0) -> list[CropPair]:
-    """Pairs from a deterministic synthetic sequence: textured target drifting over a smooth background."""
+    """``count`` pairs from :func:`synthetic_sequence` (one per frame after the first)."""
+    frames, boxes = synthetic_sequence(count + 1, seed)
+    return _pairs("synthetic", frames.__getitem__, boxes, range(1, count + 1), params)
+
+
+def synthetic_sequence(length: int, seed: int = 0) -> tuple[list[NDArray[np.uint8]], list[list[float]]]:
+    """A deterministic 320x240 RGB clip of a textured target drifting over a smooth background, with its
+    xywh pixel boxes."""
     rng = np.random.RandomState(seed)
     height, width = 240, 320
     background = _smooth_background(rng, height, width)
     texture = (rng.rand(24, 32, 3) * 255).astype(np.uint8)
-    boxes = [[120.0 + 9 * k, 90.0 + 5 * np.sin(k), 32.0, 24.0] for k in range(count + 1)]
-    frames = [_draw(background, texture, box) for box in boxes]
-    template, mask = _template(frames[0], boxes[0], params)
-    return [
-        CropPair(f"synthetic#{k}", template, _crop(frames[k], boxes[k - 1], params), mask) for k in range(1, count + 1)
-    ]
+    boxes = [[120.0 + 9 * k, 90.0 + 5 * float(np.sin(k)), 32.0, 24.0] for k in range(length)]
+    return [_draw(background, texture, box) for box in boxes], boxes
 
 
 def _smooth_background(rng: np.random.RandomState, height: int, width: int) -> NDArray[np.uint8]:

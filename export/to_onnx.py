@@ -3,7 +3,8 @@
 The exporter is pinned: ``torch.onnx.export(..., dynamo=True, opset_version=...)``. The legacy TorchScript
 exporter also runs, but leaves ``Shape``/``Expand`` arithmetic that the lint rejects; the dynamo exporter
 folds every shape to a constant. The model is one file (no ``.onnx.data``) unless its weights approach
-protobuf's 2 GiB limit.
+protobuf's 2 GiB limit. The exporter's debug records (source stack traces with local paths) are stripped, so
+exports of one checkpoint are byte-identical on any machine with the same package versions.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def export_onnx(
         _torch_export(static, dummy_inputs(model), input_names(model), raw, opset)
         proto = onnx.load(str(raw))
     _check_opset_kept(proto, opset)
+    strip_debug_info(proto)
     if precision == "fp16":
         check_fp32_islands(proto)
     write_metadata(proto, meta)
@@ -173,6 +175,41 @@ def strip_output(proto: onnx.ModelProto, name: str) -> None:
     infos = [v for v in graph.value_info if v.name in needed]
     del graph.value_info[:]
     graph.value_info.extend(infos)
+
+
+def strip_debug_info(proto: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node and per-value debug records (in place), keeping the model's own metadata.
+
+    The dynamo exporter annotates every node with source stack traces (absolute paths of the exporting machine),
+    FX node text and module names. Removing them keeps the file free of local paths and makes exports of one
+    checkpoint byte-identical wherever they run; the graph itself is untouched.
+    """
+    proto.doc_string = ""
+    for graph in _graphs(proto):
+        graph.doc_string = ""
+        del graph.metadata_props[:]
+        for item in [*graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+            item.doc_string = ""
+            del item.metadata_props[:]
+    for function in proto.functions:
+        function.doc_string = ""
+        del function.metadata_props[:]
+        for node in function.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+
+
+def _graphs(proto: onnx.ModelProto) -> list[onnx.GraphProto]:
+    """The main graph and every subgraph nested in node attributes (If/Loop bodies), depth first."""
+    found, stack = [], [proto.graph]
+    while stack:
+        graph = stack.pop()
+        found.append(graph)
+        for node in graph.node:
+            for attr in node.attribute:
+                stack.extend([attr.g] if attr.HasField("g") else [])
+                stack.extend(attr.graphs)
+    return found
 
 
 def _check_opset_kept(proto: onnx.ModelProto, opset: int) -> None:

@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from grm.benchmarks.frames import read_rgb
+from grm.benchmarks.textio import read_boxes
 from grm.export import parity
-from grm.export.parity_data import crop_pairs, read_boxes, sequence_pairs, synthetic_pairs
+from grm.export.parity_data import crop_pairs, sequence_pairs, synthetic_pairs, synthetic_sequence
 from grm.runtime import contract
-from grm.runtime.errors import DatasetError, ParityError
+from grm.runtime.errors import DatasetError, InputError, ParityError
+from grm.runtime.tracker import Tracker
 from grm.train.config import get_config
 
 PARAMS = get_config("tiny").tracker
@@ -87,7 +90,7 @@ def test_tracker_box_uses_hann_weighted_score() -> None:
 
 def test_synthetic_pairs_are_deterministic_and_shaped() -> None:
     a, b = synthetic_pairs(PARAMS), synthetic_pairs(PARAMS)
-    assert len(a) == 4 and a[0].template.shape == (1, 3, 64, 64) and a[0].search.shape == (1, 3, 128, 128)
+    assert len(a) == 4 and a[0].template.image.shape == (1, 3, 64, 64) and a[0].search.shape == (1, 3, 128, 128)
     assert all(np.array_equal(x.search, y.search) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0].search, a[1].search)
     pairs, source = crop_pairs(PARAMS, None)
@@ -107,9 +110,83 @@ def test_sequence_errors(tmp_path: Path) -> None:
         sequence_pairs(tmp_path, PARAMS)
     seq = tmp_path / "seq"
     (seq / "img").mkdir(parents=True)
-    (seq / "groundtruth_rect.txt").write_text("10\t10\t20\t20\n12,11,20,20\n")
+    (seq / "groundtruth_rect.txt").write_text("10\t10\t20\t20\n")
     (seq / "img" / "0001.jpg").write_bytes(b"not a jpeg")
-    (seq / "img" / "0002.jpg").write_bytes(b"not a jpeg")
-    assert read_boxes(seq / "groundtruth_rect.txt") == [[10, 10, 20, 20], [12, 11, 20, 20]]
-    with pytest.raises(DatasetError, match="cannot read frame .*0001.jpg"):
+    with pytest.raises(DatasetError, match="has 1 usable frames; need at least 2"):
         sequence_pairs(tmp_path, PARAMS)
+    (seq / "groundtruth_rect.txt").write_text("10\t10\t20\t20\n12,11,20,20\n")
+    (seq / "img" / "0002.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match="cannot read frame .*0001.jpg"):
+        sequence_pairs(tmp_path, PARAMS)
+
+
+class _RecordingBackend:
+    """Stands in for a model: records what the tracker feeds it, answers with flat maps."""
+
+    def __init__(self) -> None:
+        self.name, self.calls = "recording", []
+
+    def run(self, inputs):  # noqa: ANN001, ANN201 (Backend protocol)
+        self.calls.append({k: np.array(v) for k, v in inputs.items()})
+        f = PARAMS.feat_size
+        return {contract.SCORE_MAP: np.full((1, 1, f, f), 0.5, np.float32),
+                contract.SIZE_MAP: np.full((1, 2, f, f), 0.25, np.float32),
+                contract.OFFSET_MAP: np.full((1, 2, f, f), 0.5, np.float32)}  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+
+def _tracker_feeds(frames: list[np.ndarray], first_box: list[float], threshold: float) -> dict[str, np.ndarray]:
+    """What a runtime Tracker initialised on frames[0] feeds the network for frames[1]."""
+    backend = _RecordingBackend()
+    tracker = Tracker(backend, params=PARAMS, threshold=threshold)  # type: ignore[arg-type]
+    tracker.initialize(frames[0], first_box)
+    tracker.track(frames[1])
+    return backend.calls[0]
+
+
+def _assert_same_feeds(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    assert set(got) == set(expected) == {*contract.INPUT_NAMES, contract.TEMPLATE_MASK}
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape, name
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+def test_synthetic_pairs_feed_what_the_tracker_feeds() -> None:
+    frames, boxes = synthetic_sequence(2)
+    pair = synthetic_pairs(PARAMS, count=1)[0]
+    _assert_same_feeds(pair.feeds(0.55), _tracker_feeds(frames, boxes[0], 0.55))
+
+
+def test_real_pairs_feed_what_the_tracker_feeds(real_sequences: Path) -> None:
+    seq = real_sequences / "Crossing"
+    frames = [read_rgb(p) for p in sorted((seq / "img").glob("*.jpg"))[:2]]
+    first_box = read_boxes(seq / "groundtruth_rect.txt")[0].tolist()
+    pair = sequence_pairs(seq, PARAMS, per_sequence=1)[0]
+    assert pair.name == "Crossing#1"
+    _assert_same_feeds(pair.feeds(0.4), _tracker_feeds(frames, first_box, 0.4))
+
+
+def test_compare_leaves_the_model_mode_alone() -> None:
+    """compare runs the reference in eval mode and restores every module's mode; here the subject is the
+    PyTorch model itself, so every error is 0."""
+    import torch
+
+    from grm.train import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    model.box_head.eval()  # a mixed state must come back as it was
+
+    def run(feeds):  # noqa: ANN001, ANN202
+        with torch.no_grad():
+            out = model(*(torch.from_numpy(feeds[k]) for k in (contract.TEMPLATE, contract.SEARCH)),
+                        float(feeds[contract.THRESHOLD][0]), return_decisions=True)  # fmt: skip
+        assert not model.training
+        return {contract.SCORE_MAP: out.score_map.numpy(), contract.SIZE_MAP: out.size_map.numpy(),
+                contract.OFFSET_MAP: out.offset_map.numpy(), contract.DECISIONS: out.decisions.numpy()}  # fmt: skip
+
+    stats = parity.compare(run, model, synthetic_pairs(PARAMS, count=1), thresholds=(0.0,))
+    assert stats[0].max_abs == dict.fromkeys(contract.OUTPUT_NAMES, 0.0) and stats[0].decision_agreement == 1.0
+    assert model.training and model.backbone.training and not model.box_head.training

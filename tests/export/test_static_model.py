@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from grm.export.static_model import StaticGrm
-from grm.export.static_model import masked_softmax as static_masked_softmax
+from grm.export.static_model import StaticGrm, additive_masked_softmax
 from grm.runtime.errors import ConfigError
 from grm.train import build_model
-from grm.train.model.division import decide, masked_softmax, policy_mask
+from grm.train.model.division import decide, masked_softmax
 
 THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax) and every distinct official preset
 
@@ -48,18 +47,19 @@ def test_threshold_is_data_not_code(tiny_model, tiny_outputs) -> None:
     assert len(set(shares)) == 4
 
 
-def test_allowed_mask_equals_official_policy(tiny_model) -> None:
+def test_allowed_mask_follows_the_three_group_policy(tiny_model) -> None:
+    """T sees T and A, S sees S and A, A sees everything, every token sees itself (spelled out per token pair)."""
     static = StaticGrm(tiny_model)
     gen = torch.Generator().manual_seed(0)
     cross = torch.rand(3, static.num_search, generator=gen) < 0.4
     cross[1] = False  # nobody joins: two-stream attention
     cross[2] = True  # everybody joins: one-stream attention
-    one_hot = torch.nn.functional.one_hot(cross.long(), 2).float()
-    official = policy_mask(one_hot, static.num_template)
     allowed = static._allowed(cross)
-    assert allowed.dtype == torch.bool
-    assert torch.equal(allowed, official > 0.5)
-    assert torch.all(allowed.diagonal(dim1=1, dim2=2))
+    assert allowed.dtype == torch.bool and allowed.shape == (3, 80, 80)
+    for b in range(3):
+        groups = ["T"] * static.num_template + ["A" if c else "S" for c in cross[b].tolist()]
+        sees = [[q == k or gq == gk or "A" in (gq, gk) for k, gk in enumerate(groups)] for q, gq in enumerate(groups)]
+        assert allowed[b].tolist() == sees
 
 
 @pytest.mark.parametrize("spread", [1.0, 8.0, 40.0])
@@ -72,9 +72,9 @@ def test_exact_attention_reproduces_the_official_eps_softmax(spread: float) -> N
     scores[..., 0, 5] = scores[..., 0, :].max(dim=-1).values + 30.0  # row 0: a key far above the rest ...
     mask[:, 0, 5] = 0.0  # ... that is blocked: the official leak decides this row
     official = masked_softmax(scores, mask)
-    exact = static_masked_softmax(scores, mask.unsqueeze(1) > 0.5, exact=True)
+    exact = additive_masked_softmax(scores, mask.unsqueeze(1) > 0.5, exact=True)
     torch.testing.assert_close(exact, official, atol=1e-7, rtol=1e-5)
-    fast = static_masked_softmax(scores, mask.unsqueeze(1) > 0.5, exact=False)
+    fast = additive_masked_softmax(scores, mask.unsqueeze(1) > 0.5, exact=False)
     if spread == 1.0:  # small logit spread: dropping eps changes nothing measurable outside row 0
         torch.testing.assert_close(fast[..., 1:, :], official[..., 1:, :], atol=1e-5, rtol=1e-4)
     # where a blocked key dominates, the official row is nearly uniform and the fast mode is not
@@ -122,3 +122,23 @@ def test_half_variant_keeps_islands_in_fp32_and_leaves_source_untouched(tiny_mod
     assert half.backbone.blocks[1].attn.divide_predict[0].weight.dtype == torch.float32
     assert half.box_head.conv1_ctr[0].weight.dtype == torch.float16
     assert tiny_model.backbone.blocks[1].attn.qkv.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["fp32", "fp16"])
+def test_callers_model_keeps_its_mode_dtype_and_weights(tiny_model, tiny_outputs, half: bool) -> None:
+    model = build_model("tiny")  # train mode: dropout-free, but BatchNorm would use batch statistics
+    model.load_state_dict(tiny_model.state_dict())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    static = StaticGrm(model, with_decisions=True, half=half)
+    template = torch.from_numpy(tiny_outputs["template"])
+    search = torch.from_numpy(tiny_outputs["search"])
+    with torch.no_grad():
+        out = static(template, search, torch.tensor([0.0]))
+    assert all(m.training for m in model.modules()) and not any(m.training for m in static.modules())
+    after = model.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    assert static.box_head.conv1_ctr[1].running_mean.data_ptr() != model.box_head.conv1_ctr[1].running_mean.data_ptr()
+    with torch.no_grad():
+        ref = tiny_model(template, search, threshold=0.0)
+    atol = 5e-2 if half else 1e-5  # the static model ran in eval mode although its source was training
+    torch.testing.assert_close(out.score_map, ref.score_map, atol=atol, rtol=0)

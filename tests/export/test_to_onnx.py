@@ -18,6 +18,7 @@ from grm.runtime import contract
 from grm.runtime.atomic import current_umask
 from grm.runtime.errors import ConfigError
 from grm.runtime.version import __version__
+from grm.train.checkpoint import load_checkpoint
 
 
 def _io(model: onnx.ModelProto) -> dict[str, tuple[int, tuple[int, ...]]]:
@@ -139,9 +140,36 @@ def test_roimax_model_exports_with_template_mask_input(tiny_model, tmp_path: Pat
     assert [i.name for i in model.graph.input] == [*contract.INPUT_NAMES, contract.TEMPLATE_MASK]
     assert _io(model)[contract.TEMPLATE_MASK] == (TensorProto.FLOAT, (1, 16))
     pairs, _ = crop_pairs(exported.metadata.tracker, None)
-    assert pairs[0].template_mask.shape == (1, 16) and 0 < pairs[0].template_mask.sum() < 16
+    assert pairs[0].template.box_mask.shape == (1, 16) and 0 < pairs[0].template.box_mask.sum() < 16
     run = parity.ort_runner(parity.open_session(exported.path, threads=1))
     decisions = parity.ort_runner(parity.open_session(exported.with_decisions_graph, threads=1))
     stats = parity.compare(run, roi, pairs[:2], decisions_run=decisions)
     assert parity.failures(stats, parity.TOLERANCES["fp32"]) == []
     open_model(exported.path, backend="onnxruntime", threads=1).close()  # the runtime accepts the 4th input
+
+
+def test_file_carries_no_debug_records_or_local_paths(tiny_fp32_export, tiny_checkpoint: Path) -> None:
+    """The exporter's per-node stack traces (absolute source paths) and FX records are stripped."""
+    model = onnx.load(str(tiny_fp32_export.path))
+    graph = model.graph
+    for item in [*graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        assert not item.metadata_props and not item.doc_string, item.name
+    assert not graph.doc_string and not model.doc_string
+    assert [p.key for p in model.metadata_props] == ["grm"]
+    raw = tiny_fp32_export.path.read_bytes()
+    repo = Path(__file__).resolve().parents[2]
+    for local in (str(repo), str(tiny_checkpoint.parent), str(tiny_fp32_export.path.parent), "static_model.py"):
+        assert local.encode() not in raw, local
+
+
+def test_exports_of_one_checkpoint_are_byte_identical(
+    tiny_fp32_export, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another copy of the checkpoint, another working folder, another output folder: the same bytes."""
+    copy = tmp_path / "elsewhere" / tiny_checkpoint.name
+    copy.parent.mkdir()
+    copy.write_bytes(tiny_checkpoint.read_bytes())
+    monkeypatch.chdir(copy.parent)
+    model = load_checkpoint(copy, "tiny")
+    again = export_onnx(model, tmp_path / "out" / "grm_tiny.onnx", with_decisions=True, checkpoint_sha256="ab" * 32)
+    assert again.path.read_bytes() == tiny_fp32_export.path.read_bytes()

@@ -1,10 +1,14 @@
-"""Adaptive token division (spec A.4-A.7): predictor, decisions, three-group policy and masked softmax.
+"""Adaptive token division: predictor, decisions, three-group policy and masked softmax.
+
+See docs/model.md (division, token groups, eps-softmax).
 
 Class 0 = S (search token relates to search tokens only), class 1 = A (search token also
 interacts with the template). Template tokens form group T.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,27 +47,40 @@ def decide(log_probs: Tensor, threshold: float | Tensor, training: bool) -> Tens
     """
     if training:
         return F.gumbel_softmax(log_probs, tau=1.0, hard=True)
-    if threshold:
-        cross = log_probs.softmax(dim=-1)[..., 0] < threshold
-    else:
-        cross = log_probs[..., 1] > log_probs[..., 0]
+    cross = cross_by_threshold(log_probs, threshold) if threshold else cross_by_argmax(log_probs)
     return F.one_hot(cross.long(), num_classes=2).to(log_probs.dtype)
 
 
-def policy_mask(decision: Tensor, num_template: int) -> Tensor:
+def cross_by_argmax(log_probs: Tensor) -> Tensor:
+    """Bool (B, Nx): the threshold-0 rule, class A iff logp(A) > logp(S) (an exact tie stays in S)."""
+    return log_probs[..., 1] > log_probs[..., 0]
+
+
+def cross_by_threshold(log_probs: Tensor, threshold: float | Tensor) -> Tensor:
+    """Bool (B, Nx): the rule for a threshold t > 0, class A iff p(S) < t."""
+    return log_probs.softmax(dim=-1)[..., 0] < threshold
+
+
+def batched_outer(rows: Tensor, cols: Tensor) -> Tensor:
+    """(B, N, 1) x (B, N, 1) -> (B, N, N) with element [q, k] = rows[q] * cols[k], as a batched matmul."""
+    return rows @ cols.transpose(1, 2)
+
+
+def policy_mask(
+    decision: Tensor, num_template: int, outer: Callable[[Tensor, Tensor], Tensor] = batched_outer
+) -> Tensor:
     """Allowed-attention matrix M (B, N, N) from search decisions (B, Nx, 2); rows are queries.
 
     T sees T and A; S sees S and A; A sees everything; the diagonal is forced to 1. Built from products of
-    the one-hot policy so that it stays differentiable through straight-through decisions.
+    the one-hot policy so that it stays differentiable through straight-through decisions. ``outer`` computes
+    those products; any exact product gives the same 0/1 values (the static export multiplies elementwise).
     """
     b, nx, _ = decision.shape
-    template = decision.new_zeros(b, num_template, 3)
-    template[..., 0] = 1.0
+    template = torch.cat([decision.new_ones(b, num_template, 1), decision.new_zeros(b, num_template, 2)], dim=-1)
     search = torch.cat([decision.new_zeros(b, nx, 1), decision], dim=-1)
     policy = torch.cat([template, search], dim=1)
     t, s, a = policy[..., 0:1], policy[..., 1:2], policy[..., 2:3]
-    tt = lambda x, y: x @ y.transpose(1, 2)  # noqa: E731 - (B,N,1) x (B,N,1) -> (B,N,N) outer product
-    mask = tt(t, t) + tt(s, s) + tt(t + s + a, a) + tt(a, t) + tt(a, s)
+    mask = outer(t, t) + outer(s, s) + outer(t + s + a, a) + outer(a, t) + outer(a, s)
     eye = torch.eye(mask.shape[-1], dtype=mask.dtype, device=mask.device).unsqueeze(0)
     return mask + (1.0 - mask) * eye
 

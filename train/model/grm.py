@@ -13,7 +13,7 @@ from grm.train.model.vit import Division, VisionTransformer
 
 
 class GrmOutput(NamedTuple):
-    """Network outputs (spec A.11).
+    """Network outputs (docs/model.md, head).
 
     Attributes:
         score_map: (B, 1, F, F) centre score.
@@ -61,9 +61,7 @@ class GRM(nn.Module):
         ``template_mask`` (B, Nz) is only read by the ``roimax``/``roiavg`` target types.
         """
         tokens, divisions = self.backbone(template, search, threshold, template_mask)
-        num_search = self.feat_size**2
-        feat = tokens[:, -num_search:].transpose(1, 2).reshape(-1, tokens.shape[-1], self.feat_size, self.feat_size)
-        score, size, offset = self.box_head(feat)
+        score, size, offset = self.box_head(search_feature_map(tokens, self.feat_size))
         boxes = decode_boxes(score, size, offset).unsqueeze(1)
         return GrmOutput(score, size, offset, boxes, self._decisions(divisions, return_decisions))
 
@@ -73,3 +71,9 @@ class GRM(nn.Module):
         if per_token:
             return torch.stack([d.decision[..., 1] for d in divisions], dim=1).to(torch.int8)
         return None
+
+
+def search_feature_map(tokens: Tensor, feat_size: int) -> Tensor:
+    """The last F*F tokens (B, N, D), row-major, as the head's input map (B, D, F, F)."""
+    feat = tokens[:, -(feat_size**2) :]
+    return feat.transpose(1, 2).reshape(feat.shape[0], feat.shape[2], feat_size, feat_size)

@@ -1,4 +1,4 @@
-"""The CENTER head (spec A.10): score, size and offset maps from the search tokens."""
+"""The CENTER head (docs/model.md, head): score, size and offset maps from the search tokens."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
-def _sigmoid_clamped(x: Tensor) -> Tensor:
-    return torch.clamp(x.sigmoid(), min=1e-4, max=1 - 1e-4)
+SIGMOID_MARGIN = 1e-4
+"""The official head keeps its sigmoids inside [1e-4, 1 - 1e-4], so the focal loss never takes log(0)."""
+BRANCHES = ("ctr", "offset", "size")
+"""Head branches in their state-dict names: centre score, sub-cell offset, box size."""
+
+
+def sigmoid_clamped(x: Tensor) -> Tensor:
+    """Sigmoid clamped to [SIGMOID_MARGIN, 1 - SIGMOID_MARGIN]."""
+    return torch.clamp(x.sigmoid(), min=SIGMOID_MARGIN, max=1 - SIGMOID_MARGIN)
 
 
 class CenterHead(nn.Module):
@@ -28,7 +35,7 @@ class CenterHead(nn.Module):
         super().__init__()
         self.feat_size = feat_size
         widths = [in_dim, channels, channels // 2, channels // 4, channels // 8]
-        for branch, out in (("ctr", 1), ("offset", 2), ("size", 2)):
+        for branch, out in zip(BRANCHES, (1, 2, 2), strict=True):
             for i in range(4):
                 self.add_module(f"conv{i + 1}_{branch}", _conv_bn_relu(widths[i], widths[i + 1]))
             self.add_module(f"conv5_{branch}", nn.Conv2d(widths[4], out, kernel_size=1))
@@ -41,12 +48,19 @@ class CenterHead(nn.Module):
             x = getattr(self, f"conv{i}_{name}")(x)
         return x
 
+    def logits(self, feat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, D, F, F) -> raw branch outputs (ctr (B,1,F,F), offset (B,2,F,F), size (B,2,F,F)) before the sigmoids."""
+        ctr, offset, size = (self._branch(feat, name) for name in BRANCHES)
+        return ctr, offset, size
+
+    @staticmethod
+    def activate(ctr: Tensor, offset: Tensor, size: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Branch outputs -> (score, size, offset) maps: clamped sigmoids on score and size, offset as is."""
+        return sigmoid_clamped(ctr), sigmoid_clamped(size), offset
+
     def forward(self, feat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(B, D, F, F) -> score (B,1,F,F) in [1e-4, 1-1e-4], size (B,2,F,F) crop fractions, offset (B,2,F,F) cells."""
-        score = _sigmoid_clamped(self._branch(feat, "ctr"))
-        offset = self._branch(feat, "offset")
-        size = _sigmoid_clamped(self._branch(feat, "size"))
-        return score, size, offset
+        return self.activate(*self.logits(feat))
 
 
 def decode_boxes(score: Tensor, size: Tensor, offset: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The GRM backbone: a ViT whose blocks after the first divide search tokens (spec A.1-A.7).
+"""The GRM backbone: a ViT whose blocks after the first divide search tokens (docs/model.md).
 
 Module and parameter names follow the official state dict (``backbone.blocks.<i>.attn.divide_predict``).
 """
@@ -74,26 +74,35 @@ class Attention(nn.Module):
     def forward(
         self, u: Tensor, num_search: int, threshold: float | Tensor, target_type: str, template_mask: Tensor | None
     ) -> tuple[Tensor, Division | None]:
-        b, n, c = u.shape
-        qkv = self.qkv(u).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = self.split_heads(u)
         scores = (q @ k.transpose(-2, -1)) * self.scale
         division = None
         if self.divide:
-            division = self._divide(u, num_search, threshold, target_type, template_mask)
-            attn = masked_softmax(scores, policy_mask(division.decision, n - num_search))
+            log_probs = self.predict(u, num_search, target_type, template_mask)
+            division = Division(decide(log_probs, threshold, self.training), log_probs)
+            attn = masked_softmax(scores, policy_mask(division.decision, u.shape[1] - num_search))
         else:
             attn = scores.softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(b, n, c)
-        return self.proj(out), division
+        return self.merge_heads(attn, v), division
 
-    def _divide(
-        self, u: Tensor, num_search: int, threshold: float | Tensor, target_type: str, template_mask: Tensor | None
-    ) -> Division:
+    def split_heads(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalised tokens (B, N, D) -> q, k, v, each (B, heads, N, D/heads)."""
+        b, n, c = u.shape
+        qkv = self.qkv(u).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        return q, k, v
+
+    def merge_heads(self, attn: Tensor, v: Tensor) -> Tensor:
+        """Attention weights (B, heads, N, N) applied to v, heads concatenated and projected: (B, N, D)."""
+        b, _, n, _ = v.shape
+        out = (attn @ v).transpose(1, 2).reshape(b, n, self.proj.in_features)
+        return self.proj(out)
+
+    def predict(self, u: Tensor, num_search: int, target_type: str, template_mask: Tensor | None) -> Tensor:
+        """Division predictor log-probabilities (B, Nx, 2) over [search token ; target representation]."""
         u_z, u_x = u[:, :-num_search], u[:, -num_search:]
         target = target_representation(u_z, target_type, template_mask).expand(-1, num_search, -1)
-        log_probs = self.divide_predict(torch.cat([u_x, target], dim=-1))
-        return Division(decide(log_probs, threshold, self.training), log_probs)
+        return self.divide_predict(torch.cat([u_x, target], dim=-1))
 
 
 class Block(nn.Module):
@@ -148,16 +157,20 @@ class VisionTransformer(nn.Module):
         self, template: Tensor, search: Tensor, threshold: float | Tensor = 0.0, template_mask: Tensor | None = None
     ) -> tuple[Tensor, list[Division]]:
         """Returns the final-normed tokens (B, Nz+Nx, D) and the divisions of blocks 1..depth-1."""
-        z = self.patch_embed(template) + self.pos_embed_z
-        x = self.patch_embed(search) + self.pos_embed_x
-        num_search = x.shape[1]
-        tokens = torch.cat([z, x], dim=1)
+        tokens = self.embed(template, search)
+        num_search = self.pos_embed_x.shape[1]
         divisions = []
         for block in self.blocks:
             tokens, division = block(tokens, num_search, threshold, self.target_type, template_mask)
             if division is not None:
                 divisions.append(division)
         return self.norm(tokens), divisions
+
+    def embed(self, template: Tensor, search: Tensor) -> Tensor:
+        """Patch tokens plus position embeddings, concatenated as [template ; search]: (B, Nz+Nx, D)."""
+        z = self.patch_embed(template) + self.pos_embed_z
+        x = self.patch_embed(search) + self.pos_embed_x
+        return torch.cat([z, x], dim=1)
 
 
 def resize_pos_embed(pos_embed: Tensor, patch_start_index: int, grid: int) -> Tensor:
