@@ -1,5 +1,8 @@
 """The exported model's I/O contract: names, dtypes and shapes as functions of the tracker parameters.
 
+Every input and output leads with the batch: one row per template/search pair. A batch-N model takes N pairs
+per call (ModelMetadata.batch); pairs never interact, so row i of every output belongs to row i of the inputs.
+
 The export package builds its graphs from these names, and every runtime backend checks them.
 """
 
@@ -22,16 +25,23 @@ OUTPUT_NAMES: tuple[str, ...] = (SCORE_MAP, SIZE_MAP, OFFSET_MAP)
 OPTIONAL_OUTPUT_NAMES: tuple[str, ...] = (DECISIONS,)
 
 
-def input_shapes(params: TrackerParams) -> dict[str, tuple[int, ...]]:
-    """Static input shapes: template [1,3,T,T], search [1,3,S,S], threshold [1]."""
+def input_shapes(params: TrackerParams, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """Input shapes for ``batch`` template/search pairs: template [B,3,T,T], search [B,3,S,S], threshold [B]
+    (one division threshold per pair)."""
     t, s = params.template_size, params.search_size
-    return {TEMPLATE: (1, 3, t, t), SEARCH: (1, 3, s, s), THRESHOLD: (1,)}
+    return {TEMPLATE: (batch, 3, t, t), SEARCH: (batch, 3, s, s), THRESHOLD: (batch,)}
 
 
-def output_shapes(params: TrackerParams, depth: int | None = None) -> dict[str, tuple[int, ...]]:
-    """Static output shapes; ``decisions`` [1, depth-1, Nx] (1 = search token joins the template) if depth given."""
-    f = params.feat_size
-    shapes = {SCORE_MAP: (1, 1, f, f), SIZE_MAP: (1, 2, f, f), OFFSET_MAP: (1, 2, f, f)}
+def template_mask_shape(params: TrackerParams, batch: int = 1) -> tuple[int, ...]:
+    """Shape of the optional ``template_mask`` input: [B, Nz], Nz = template cells."""
+    return (batch, params.template_feat_size**2)
+
+
+def output_shapes(params: TrackerParams, depth: int | None = None, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """Output shapes for ``batch`` pairs; ``decisions`` [B, depth-1, Nx] (1 = search token joins the template)
+    if depth given."""
+    f, b = params.feat_size, batch
+    shapes: dict[str, tuple[int, ...]] = {SCORE_MAP: (b, 1, f, f), SIZE_MAP: (b, 2, f, f), OFFSET_MAP: (b, 2, f, f)}
     if depth is not None:
-        shapes[DECISIONS] = (1, depth - 1, f * f)
+        shapes[DECISIONS] = (b, depth - 1, f * f)
     return shapes

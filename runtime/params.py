@@ -102,7 +102,11 @@ class TrackerParams:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelMetadata:
-    """What an exported model says about itself (stored as JSON under the ONNX metadata key ``grm``)."""
+    """What an exported model says about itself (stored as JSON under the ONNX metadata key ``grm``).
+
+    ``batch`` is the leading dimension of every input and output: N >= 1 template/search pairs per call, or
+    0 (``None`` is read as 0) for a dynamic batch; models written before batching existed lack it and are 1.
+    """
 
     config: str
     tracker: TrackerParams
@@ -112,8 +116,20 @@ class ModelMetadata:
     checkpoint_sha256: str = ""
     outputs_masks: bool = False
     depth: int = 0
+    batch: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        batch = 0 if self.batch is None else self.batch
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+            raise ConfigError(f"model batch {self.batch!r} must be a whole number >= 1, or 0/null for dynamic")
+        object.__setattr__(self, "batch", batch)
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """Whether the model takes any number of samples per call (``batch`` 0)."""
+        return self.batch == 0
 
     def to_json(self) -> str:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -127,7 +143,13 @@ class ModelMetadata:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"model metadata is not valid JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"model metadata is a JSON {type(data).__name__}, not an object")
+        if not isinstance(data.get("tracker"), dict):
+            raise ConfigError("model metadata has no 'tracker' object")
         version = data.get("schema_version", 0)
+        if not isinstance(version, int):
+            raise ConfigError(f"model metadata schema_version {version!r} is not a whole number")
         if version > SCHEMA_VERSION:
             raise ConfigError(
                 f"model metadata schema {version} is newer than this grm-tracker understands ({SCHEMA_VERSION}); "

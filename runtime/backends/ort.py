@@ -28,7 +28,9 @@ from grm.runtime.backends.io_check import (
     as_float32_outputs,
     check_config,
     check_io,
+    fill_rows,
     parse_metadata,
+    sample_count,
 )
 from grm.runtime.backends.onnx_metadata import read_onnx_metadata
 from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError
@@ -142,7 +144,8 @@ class OnnxRuntimeBackend:
 
     Inputs and outputs live in host buffers allocated at load (IO binding). :meth:`run` copies the inputs in,
     binds them again (the moment ONNX Runtime copies them to a GPU), runs, waits for the outputs and returns
-    float32 copies of them.
+    float32 copies of them. A static batch-N model takes 1..N template/search pairs per call (padded to N); a
+    dynamic-batch model (metadata batch 0) takes any number through a plain ``session.run``.
     """
 
     def __init__(self, session: Any, metadata: ModelMetadata, source: str) -> None:
@@ -153,11 +156,13 @@ class OnnxRuntimeBackend:
         specs = tensor_specs(session)
         check_io(specs, metadata, source)
         self._session = session
+        self._source = source
+        self._dynamic = specs if metadata.dynamic_batch else []  # no fixed buffers to bind for these
         self._binding = session.io_binding()
         self._inputs: dict[str, tuple[NDArray[Any], Any]] = {}  # name -> (host buffer, OrtValue over it)
         self._outputs: dict[str, NDArray[Any]] = {}
         self._values: list[Any] = []  # keeps the output OrtValues (and thus their bindings) alive
-        for spec in specs:
+        for spec in [] if self._dynamic else specs:
             buf = np.zeros(spec.static_shape, dtype=spec.dtype)
             value = ort.OrtValue.ortvalue_from_numpy(buf)
             if spec.is_input:
@@ -168,12 +173,24 @@ class OnnxRuntimeBackend:
                 self._binding.bind_ortvalue_output(spec.name, value)
 
     def run(self, inputs: Mapping[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
+        count = sample_count(inputs, self.metadata, self._source)
+        if self._dynamic:
+            return self._run_dynamic(inputs, count)
         for name, (buf, value) in self._inputs.items():
-            np.copyto(buf, np.asarray(inputs[name]).reshape(buf.shape), casting="same_kind")
+            fill_rows(buf, inputs[name], count, name)
             self._binding.bind_ortvalue_input(name, value)  # copies to the device now (no copy on the CPU)
         self._session.run_with_iobinding(self._binding)
         self._binding.synchronize_outputs()  # device -> bound host buffers complete before they are read
-        return as_float32_outputs(self._outputs)
+        return as_float32_outputs(self._outputs, count)
+
+    def _run_dynamic(self, inputs: Mapping[str, NDArray[np.float32]], count: int) -> dict[str, NDArray[np.float32]]:
+        """A dynamic-batch model: feeds of ``count`` rows in the model's dtypes, run without a binding."""
+        feeds = {}
+        for spec in (s for s in self._dynamic if s.is_input):
+            feeds[spec.name] = np.empty(spec.batch_shape(count), dtype=spec.dtype)
+            fill_rows(feeds[spec.name], inputs[spec.name], count, spec.name)
+        names = [s.name for s in self._dynamic if not s.is_input]
+        return as_float32_outputs(dict(zip(names, self._session.run(names, feeds), strict=True)))
 
     def close(self) -> None:
         self._binding = None

@@ -19,7 +19,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from grm.runtime.backends.cuda_memory import CudaApi, load_cuda_api
-from grm.runtime.backends.io_check import TensorSpec, as_float32_outputs, check_config, check_io
+from grm.runtime.backends.io_check import (
+    TensorSpec,
+    as_float32_outputs,
+    check_config,
+    check_io,
+    fill_rows,
+    sample_count,
+)
 from grm.runtime.backends.manifest import (
     EngineManifest,
     check_environment,
@@ -92,6 +99,7 @@ class TensorRTBackend:
         self.name = f"tensorrt[{cuda.name}]"
         specs = engine_specs(engine, trt)
         check_io(specs, self.metadata, source)
+        self._source = source
         self._runtime = runtime  # must outlive the engine
         self._engine = engine
         self._cuda = cuda
@@ -103,15 +111,16 @@ class TensorRTBackend:
         self._outputs = [b for b in self._buffers.values() if not b.spec.is_input]
 
     def run(self, inputs: Mapping[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
+        count = sample_count(inputs, self.metadata, self._source)  # 1..N pairs; fewer than N are padded
         for buf in self._inputs:
-            np.copyto(buf.host, np.asarray(inputs[buf.spec.name]).reshape(buf.host.shape), casting="same_kind")
+            fill_rows(buf.host, inputs[buf.spec.name], count, buf.spec.name)
             self._cuda.to_device(buf.device, buf.host)
         if not self._context.execute_async_v3(self._cuda.stream_handle):
             raise BackendUnavailableError("TensorRT execute_async_v3 failed; see the TensorRT log above")
         for buf in self._outputs:
             self._cuda.to_host(buf.host, buf.device)
         self._cuda.synchronize()
-        return as_float32_outputs({b.spec.name: b.host for b in self._outputs})
+        return as_float32_outputs({b.spec.name: b.host for b in self._outputs}, count)
 
     def close(self) -> None:
         """Release in dependency order: context, engine, then the CUDA buffers and stream."""
