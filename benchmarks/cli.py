@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,17 +24,21 @@ from grm.benchmarks.datasets import DATASETS, open_dataset
 from grm.benchmarks.engine import EngineOpener
 from grm.benchmarks.report import summary_table, write_report
 from grm.benchmarks.results import MANIFEST, ResultSet, result_sets
-from grm.benchmarks.run import SequenceRun, parse_shard, require_present, run_benchmark, select
+from grm.benchmarks.run import SequenceRun, parse_ints, parse_shard, require_present, run_benchmark, select
 from grm.benchmarks.speed import (
+    Timing,
     format_speed_table,
-    measure,
-    measure_isolated,
+    speed_label,
     speed_report,
+    summarize,
+    time_clip,
+    time_isolated,
     update_results_file,
 )
 from grm.benchmarks.submission import FORMATS, pack, pack_dataset
 from grm.runtime.atomic import atomic_write_text
-from grm.runtime.cliapp import one_line, writing
+from grm.runtime.backends import check_model_file
+from grm.runtime.cliapp import DEBUG_ENV, DEBUG_FLAG, one_line, writing
 from grm.runtime.datasets import check_threshold
 from grm.runtime.errors import GrmError, InputError, Interrupted
 from grm.runtime.outputs import check_output
@@ -62,14 +68,18 @@ def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
         except Interrupted:
             raise
         except GrmError as e:
+            if DEBUG_FLAG in sys.argv or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise  # the boundary shows the traceback
             typer.echo(f"grm-bench: error: {one_line(str(e))}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-def _check_run_options(threshold: float | None, label: str | None) -> None:
-    """Checks that need no dataset or model, so a bad command line fails at once."""
+def _check_run_options(engines: list[str], threshold: float | None, label: str | None) -> None:
+    """Checks that need no dataset or opened model, so a bad command line fails at once (before progress bars)."""
+    for path in engines:
+        check_model_file(path)
     if threshold is not None:
         check_threshold(threshold)
     if label is not None and (not label.strip() or label in (".", "..") or any(c in label for c in "/\\")):
@@ -111,6 +121,13 @@ def run_cmd(
     threads: Annotated[int | None, typer.Option(min=1, help="CPU inference threads.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Override the dataset's division threshold preset.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Sequences tracked in parallel processes.")] = 1,
+    batch: Annotated[
+        int | None,
+        typer.Option(min=1, help="Sequences tracked at once through one batched model (default: the model's batch)."),
+    ] = None,
+    devices: Annotated[
+        str | None, typer.Option(help="CUDA devices to spread the worker processes over, e.g. 0,1,2,3.")
+    ] = None,
     shard: Annotated[str, typer.Option(help="Run shard i of n (1-based), e.g. 2/4.")] = "1/1",
     sequence: Annotated[list[str] | None, typer.Option(help="Only this sequence (repeatable).")] = None,
     partial: Annotated[bool, typer.Option(help="Use only the sequences present under the root.")] = False,
@@ -119,7 +136,8 @@ def run_cmd(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
 ) -> None:
     _check_protocol(protocol)
-    _check_run_options(threshold, label)
+    _check_run_options([engine], threshold, label)
+    gpus = parse_ints(devices, "--devices") if devices is not None else ()
     ds = open_dataset(dataset, data_root, partial=partial)
     opener = EngineOpener(engine, backend, config, threads)
     name = label or pipeline.run_label(opener.label, threshold)
@@ -135,7 +153,7 @@ def run_cmd(
             seqs.set_postfix_str(f"{r.name} {'skipped' if r.skipped else f'{r.frames} frames'}")
             seqs.update()
 
-        def on_frame(name: str, i: int, total: int) -> None:
+        def on_frame(name: str, i: int, total: int | None) -> None:
             if frames.total != total:
                 frames.reset(total=total)
                 frames.set_description(name)
@@ -149,6 +167,8 @@ def run_cmd(
             model=engine,
             threshold=threshold,
             workers=workers,
+            batch=batch,
+            devices=gpus,
             shard=parse_shard(shard),
             only=tuple(sequence or ()),
             on_sequence=on_sequence,
@@ -255,14 +275,29 @@ def speed_cmd(
         "benchmarks/RESULTS.md"
     ),
     isolate: Annotated[bool, typer.Option("--isolate/--in-process", help="One fresh process per engine.")] = True,
+    batch: Annotated[
+        str | None,
+        typer.Option(help="Targets per frame to time each engine at, e.g. 1,2,4,8 (default: the model's batch)."),
+    ] = None,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Time every engine and batch this many times, interleaved; frames pooled.")
+    ] = 1,
 ) -> None:
-    _check_run_options(threshold, None)
+    _check_run_options(engine, threshold, None)
+    batches = parse_ints(batch, "--batch", minimum=1) if batch is not None else (None,)
     clip = pipeline.speed_clip(source, box, dataset, data_root, sequence, frames)
-    timer = measure_isolated if isolate else measure
-    results = []
-    for path in tqdm(engine, unit="engine", desc="timing", leave=False):
-        opener = EngineOpener(path, backend, config, threads)
-        results.append(timer(opener, clip, opener.label, warmup=warmup, threshold=threshold, dataset=dataset))
+    timer = time_isolated if isolate else time_clip
+    configs = [(EngineOpener(path, backend, config, threads), b) for path in engine for b in batches]
+    timings: list[list[Timing]] = [[] for _ in configs]
+    with tqdm(total=len(configs) * rounds, unit="run", desc="timing", leave=False) as bar:
+        for _ in range(rounds):  # interleaved: every configuration once per round
+            for runs, (opener, size) in zip(timings, configs, strict=True):
+                runs.append(timer(opener, clip, warmup=warmup, threshold=threshold, dataset=dataset, batch=size))
+                bar.update()
+    results = [
+        summarize(speed_label(opener.label, runs[0].batch, size is not None), runs)
+        for runs, (opener, size) in zip(timings, configs, strict=True)
+    ]
     report = speed_report(results, clip, warmup)
     written = []
     if json_out is not None:

@@ -1,5 +1,9 @@
 """grm.runtime: the lean GRM tracker (numpy + OpenCV + ONNX Runtime / TensorRT). Never imports torch."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from grm.runtime.backends import open_model
 from grm.runtime.errors import (
     ArtifactMismatchError,
@@ -14,6 +18,25 @@ from grm.runtime.errors import (
 from grm.runtime.params import ModelMetadata, TrackerParams
 from grm.runtime.tracker import StageTimes, Tracker, TrackResult
 from grm.runtime.version import __version__
+
+if TYPE_CHECKING:
+    import typer
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point ``grm-run`` (:mod:`grm.runtime.cli`), inside the shared error boundary."""
+    from grm.runtime.cliapp import run_cli
+    from grm.runtime.sources import quiet_opencv
+
+    quiet_opencv()  # before any video is opened: OpenCV/FFmpeg lines would precede the one-line error
+    run_cli("grm-run", _load_app, argv)
+
+
+def _load_app() -> typer.Typer:
+    from grm.runtime.cli import app
+
+    return app
+
 
 __all__ = [
     "ArtifactMismatchError",
@@ -30,5 +53,6 @@ __all__ = [
     "Tracker",
     "TrackerParams",
     "__version__",
+    "main",
     "open_model",
 ]

@@ -11,6 +11,7 @@ Two kinds of target are written in place instead, because renaming over them wou
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import sys
@@ -73,13 +74,38 @@ STDOUT = "-"
 
 def is_stream(path: str | Path) -> bool:
     """Whether ``path`` is written in place: ``-`` or an existing non-regular, non-folder file (links followed)."""
-    if str(path) == STDOUT:
+    if str(path) == STDOUT or names_descriptor(path):
         return True
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return False
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def names_descriptor(path: str | Path) -> bool:
+    """Whether ``path`` is, or links through, an open file descriptor's name (``/dev/stdout`` ->
+    ``/proc/self/fd/1``): renaming a file over it would replace the link, not write to the descriptor."""
+    current = Path(path)
+    for _ in range(40):  # the kernel's own limit on symbolic link chains
+        parts = current.absolute().parts
+        if parts[:3] == ("/", "dev", "fd") or (parts[:2] == ("/", "proc") and "fd" in parts[2:4]):
+            return True
+        if not current.is_symlink():
+            return False
+        link = Path(os.readlink(current))
+        current = link if link.is_absolute() else current.parent / link
+    return False
+
+
+def writes_to_stdout(path: str | Path) -> bool:
+    """``-``, or a name of the file this process's standard output already writes (``/dev/stdout``, its pipe)."""
+    if str(path) == STDOUT:
+        return True
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
 
 
 @contextmanager
@@ -97,7 +123,7 @@ def named_errors(path: str | Path) -> Iterator[None]:
 def _stream_writer(path: str | Path) -> Iterator[BinaryIO]:
     """Standard output or a device/FIFO opened in place; flushed before the block ends so errors surface here."""
     with named_errors("standard output" if str(path) == STDOUT else path):
-        if str(path) == STDOUT:
+        if writes_to_stdout(path):  # not reopened: that would truncate a '>>' redirect
             out = cast(BinaryIO, sys.stdout.buffer)
             sys.stdout.flush()
             yield out
@@ -148,3 +174,32 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def scratch_files() -> Iterator[list[Path]]:
+    """A list to append temporary paths to; each one still present when the block ends is removed.
+
+    For outputs written under a temporary name and renamed only after a check (export parity, the INT8 gate):
+    however the block ends (an error, Ctrl-C), no temporary file stays behind.
+    """
+    paths: list[Path] = []
+    try:
+        yield paths
+    finally:
+        for path in paths:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def scratch_path_for(target: Path) -> Path:
+    """A new empty temporary file for what will become ``target``: beside it (its folder created), so that a rename
+    puts it into place; in the system's temporary folder when ``target`` is written in place (:func:`is_stream`)."""
+    if is_stream(target):
+        fd, tmp = tempfile.mkstemp(prefix="grm-", suffix=f".partial{target.suffix}")
+        os.close(fd)
+        return Path(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return temp_path_for(target)

@@ -19,11 +19,13 @@ import typer
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from grm.runtime.atomic import STDOUT, is_stream, writes_to_stdout
 from grm.runtime.backends import BACKENDS, open_model
+from grm.runtime.datasets import check_threshold_options, resolve_threshold
 from grm.runtime.demo import DemoSource, demo_init_box, demo_model, is_demo
-from grm.runtime.errors import GrmError, InputError
-from grm.runtime.outputs import require_display
-from grm.runtime.session import FrameRecord, RunOptions, TrackingSession, parse_box, resolve_threshold
+from grm.runtime.errors import InputError, Interrupted
+from grm.runtime.outputs import check_output, require_display, video_suffix_ok, video_suffixes
+from grm.runtime.session import FrameRecord, RunOptions, TrackingSession, parse_box
 from grm.runtime.sources import open_source
 from grm.runtime.stats import format_summary
 
@@ -85,16 +87,15 @@ def run(
         overlay_masks=masks,
     )
     with _log_to_stderr():
-        try:
-            options = replace(options, box_xywh=_initial_box(source, box))
-            _check_options(options)
-            summary, interrupted = _track(source, model, backend, config, threads, threshold, dataset, options)
-        except GrmError as e:
-            typer.echo(f"grm-run: error: {e}", err=True)
-            raise typer.Exit(2) from None
-    typer.echo(format_summary(summary))
-    if interrupted:
-        raise typer.Exit(130)
+        check_threshold_options(threshold, dataset)
+        options = replace(options, box_xywh=_initial_box(source, box))
+        _check_options(options, source, model)
+        summary, session = _track(source, model, backend, config, threads, threshold, dataset, options)
+    # standard output carries the boxes or the JSON alone when one of them goes there
+    to_stdout = any(p is not None and writes_to_stdout(p) for p in (options.boxes_out, options.json_out))
+    typer.echo(format_summary(summary), err=to_stdout)
+    if session.result.interrupted:
+        raise Interrupted(_interrupted_note(session))
 
 
 @contextmanager
@@ -120,13 +121,45 @@ def _initial_box(source: str, box: str | None) -> tuple[float, float, float, flo
     return demo_init_box() if is_demo(source) else None
 
 
-def _check_options(options: RunOptions) -> None:
+def _interrupted_note(session: TrackingSession) -> str:
+    """What a Ctrl-C kept and how to go on (tracking cannot resume mid-source: the tracker state is not saved)."""
+    count = len(session.result.records)
+    done = f"stopped after {count} frame{'s' if count != 1 else ''}"
+    if not session.kept:
+        return f"{done}; no output file was asked for; run the command again (--boxes-out FILE keeps the boxes)"
+    return f"{done}; kept {', '.join(session.kept)}; run the same command again to track the whole source"
+
+
+def _check_options(options: RunOptions, source: str, model: Path | None) -> None:
+    """Option checks that need no model or frame, so that a bad command line fails before any work."""
     if options.lost_threshold is not None and not (0.0 <= options.lost_threshold <= 1.0):
         raise InputError(f"--lost-threshold {options.lost_threshold} must lie in [0, 1]")
+    _check_outputs(options, [Path(p) for p in (source, model) if p is not None and Path(p).is_file()])
     if options.box_xywh is None:
         require_display("drawing the initial box (no --box given)")
     if options.show:
         require_display("--show")
+
+
+def _check_outputs(options: RunOptions, inputs: list[Path]) -> None:
+    outputs = {"--boxes-out": options.boxes_out, "--video-out": options.video_out, "--json-out": options.json_out}
+    given = {option: path for option, path in outputs.items() if path is not None}
+    if sum(str(path) == STDOUT for path in given.values()) > 1:
+        raise InputError("only one of --boxes-out and --json-out can be '-' (standard output)")
+    video = options.video_out
+    if video is not None and (is_stream(video) or not video_suffix_ok(video)):
+        raise InputError(f"--video-out {video}: give a file name ending in one of {video_suffixes()}")
+    seen: dict[Path, str] = {}
+    for option, path in given.items():
+        if is_stream(path):
+            continue
+        check_output(path, option)
+        where = path.resolve()
+        if any(where == i.resolve() for i in inputs):
+            raise InputError(f"{option} {path} is an input of this run; writing it would destroy it")
+        if where in seen:
+            raise InputError(f"{seen[where]} and {option} name the same file {path}")
+        seen[where] = option
 
 
 def _track(
@@ -138,7 +171,7 @@ def _track(
     threshold: float | None,
     dataset: str | None,
     options: RunOptions,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[dict[str, Any], TrackingSession]:
     if model is None and not is_demo(source):
         raise InputError("--model is required: a grm .onnx export, a TensorRT .plan or a checkpoint")
     frames = DemoSource() if is_demo(source) else open_source(source)
@@ -158,17 +191,19 @@ def _track(
                     bar.set_postfix(fps=f"{fps:.1f}", score=f"{record.score:.2f}", refresh=False)
 
                 session.on_frame = progress
-                result = session.run()
-            return session.summary(), result.interrupted
+                session.run()
+            return session.summary(), session
         finally:
             net.close()
     finally:
         frames.close()
 
 
-def main() -> None:
-    """Console entry point (``grm-run``)."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``grm-run``): the command inside the shared error boundary (:mod:`grm.runtime.cliapp`)."""
+    from grm.runtime import main as run_main
+
+    run_main(argv)
 
 
 if __name__ == "__main__":

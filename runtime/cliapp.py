@@ -21,14 +21,18 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 import typer
 import typer.main
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from grm.runtime.errors import GrmError, Interrupted
+from grm.runtime.errors import GrmError, Interrupted, OutputError, os_error_cause
+from grm.runtime.interrupts import find_cause
 
 try:  # Typer 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -67,10 +71,8 @@ def one_line(text: str) -> str:
 
 def describe_os_error(error: OSError) -> str:
     """``PATH: cause`` for an OSError from a file operation (both paths for a rename)."""
-    cause = error.strerror or one_line(str(error)) or type(error).__name__
+    cause = os_error_cause(error)
     names = [str(n) for n in (error.filename, error.filename2) if n is not None]
-    if error.errno == errno.ENOSPC:
-        cause = "no space left on the device"
     return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
@@ -164,3 +166,51 @@ def log_to_stderr(prog: str, level: int = logging.WARNING) -> logging.Handler:
     logger.addHandler(handler)
     logger.setLevel(level)
     return handler
+
+
+@contextmanager
+def stderr_logging(prog: str, level: int = logging.WARNING, fmt: str | None = None,
+                   notes_to_stdout: bool = False) -> Iterator[None]:
+    """For one command, send the ``grm`` loggers' records to standard error (``<prog>: <level>: <message>``, above
+    any tqdm bar); the handler is removed afterwards, so repeated in-process runs (tests) never stack handlers or
+    write to a stream that has gone.
+
+    ``notes_to_stdout``: records below WARNING (progress notes of a long run, with ``level`` INFO) go to standard
+    output instead, so that standard error holds only warnings and the one-line error.
+    """
+    logger = logging.getLogger("grm")
+    formatter = logging.Formatter(fmt or f"{prog}: %(levelname)s: %(message)s")
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if notes_to_stdout:
+        handlers[0].setLevel(logging.WARNING)
+        handlers.append(logging.StreamHandler(sys.stdout))
+        handlers[1].addFilter(lambda record: record.levelno < logging.WARNING)
+    previous = logger.level
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    try:  # tqdm's redirect merges all console handlers into one: only where there is one
+        with nullcontext() if notes_to_stdout else logging_redirect_tqdm(loggers=[logger]):
+            yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+@contextmanager
+def writing(target: str | Path) -> Iterator[None]:
+    """Report an OSError while writing ``target`` (read-only or full file system, ...) as one OutputError.
+
+    Also when a library wrapped it in its own exception (the ONNX exporter's TorchExportError). The message names
+    ``target``, not the temporary file beside it that was being written.
+    """
+    try:
+        yield
+    except Exception as e:
+        cause = find_cause(e, OSError)
+        if cause is None or isinstance(e, GrmError):
+            raise
+        bare = OSError(cause.errno, cause.strerror) if cause.errno is not None else cause  # not the temporary name
+        raise OutputError(f"cannot write {target}: {describe_os_error(bare)}") from e

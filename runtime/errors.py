@@ -6,6 +6,8 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+
 
 class GrmError(Exception):
     """Base class of every error a user can cause and fix."""
@@ -45,3 +47,10 @@ class OutputError(GrmError):
 
 class Interrupted(GrmError):
     """Ctrl-C, re-raised by a command with a note on what was kept and how to continue (exit status 130)."""
+
+
+def os_error_cause(error: OSError) -> str:
+    """The cause of a failed file operation in words (``no space left on the device``, ``Read-only file system``)."""
+    if error.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return error.strerror or " ".join(str(error).split()) or type(error).__name__

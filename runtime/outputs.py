@@ -15,7 +15,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from grm.runtime.atomic import atomic_write_text, temp_path_for
-from grm.runtime.errors import InputError
+from grm.runtime.atomic import STDOUT, atomic_write_text, is_stream, temp_path_for
+from grm.runtime.errors import InputError, OutputError, os_error_cause
 
 WINDOW = "grm-run"
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -52,32 +52,58 @@ def write_boxes(
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     """Write a JSON document atomically (NaN becomes null, so any JSON reader can load it)."""
-    return _write(path, json.dumps(_nan_to_none(data), indent=2, sort_keys=True) + "\n", "JSON summary")
+    return _write(path, json.dumps(nan_to_none(data), indent=2, sort_keys=True) + "\n", "JSON summary")
 
 
 def _write(path: str | Path, text: str, what: str) -> Path:
     try:
         return atomic_write_text(path, text)
     except OSError as e:
-        raise InputError(f"cannot write the {what} {path}: {e.strerror or e}") from e
+        raise OutputError(f"cannot write the {what} {_shown(path)}: {os_error_cause(e)}") from None
 
 
-def _nan_to_none(value: Any) -> Any:
+def _shown(path: str | Path) -> str:
+    return "to standard output" if str(path) == STDOUT else str(path)
+
+
+def check_output(path: str | Path, option: str) -> None:
+    """Fail before any work when ``path`` cannot become a file: a folder in the way, or a parent that is not a
+    writable folder (read-only file system, no permission). ``-`` and device files/FIFOs are written in place."""
+    target = Path(path)
+    if is_stream(path):
+        return
+    if target.is_dir():
+        raise OutputError(f"{option} {target} is a folder; give a file name")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{option} {target}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {target}: cannot create files in {parent} (read-only file system or no permission)")
+
+
+def nan_to_none(value: Any) -> Any:
+    """Replace NaN and infinities by None in nested dicts, lists and tuples, so the JSON is standard."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, Mapping):
+        return {k: nan_to_none(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
+        return [nan_to_none(v) for v in value]
     return value
 
 
 class VideoSink:
     """Annotated video, opened on the first frame (its size fixes the video's), renamed into place on close.
 
-    Frames go to a temporary file beside ``path`` (same suffix); :meth:`close` renames it, so the video holds
-    every frame written so far even after an early end or Ctrl-C. The codec follows the suffix: ``mp4v`` for
-    .mp4/.m4v/.mov, ``MJPG`` for .avi/.mkv.
+    Frames go to a temporary file beside ``path`` (same suffix); :meth:`close` checks that the finished file
+    holds every frame and renames it, so the video holds every frame written so far even after an early end or
+    Ctrl-C. The codec follows the suffix: ``mp4v`` for .mp4/.m4v/.mov, ``MJPG`` for .avi/.mkv.
+
+    OpenCV's writer reports no write errors (it logs and goes on), so failures are caught around it: before
+    each frame the free space of the file system must exceed the raw frame size plus a margin, and the finished
+    file must open with the right frame count. Either failure is an :class:`OutputError` and no file is left.
     """
 
     def __init__(self, path: str | Path, fps: float | None) -> None:
@@ -89,36 +115,95 @@ class VideoSink:
         self.frames = 0
 
     def write(self, frame: NDArray[np.uint8]) -> None:
-        if self._writer is None:
-            self._open(frame.shape[1], frame.shape[0])
+        writer = self._writer if self._writer is not None else self._open(frame.shape[1], frame.shape[0])
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = cv2.resize(frame, self._size)
-        self._writer.write(frame)  # type: ignore[union-attr]
+        self._check_space(frame.nbytes)
+        writer.write(frame)
         self.frames += 1
 
-    def _open(self, width: int, height: int) -> None:
+    def _open(self, width: int, height: int) -> cv2.VideoWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = temp_path_for(self.path)
         except OSError as e:
-            raise InputError(f"cannot write the video {self.path}: {e.strerror or e}") from e
+            raise OutputError(f"cannot write the video {self.path}: {os_error_cause(e)}") from None
         fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
         writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (width, height))
         if not writer.isOpened():
-            self._tmp.unlink(missing_ok=True)
-            raise InputError(f"cannot write video {self.path}: no encoder for '{self.path.suffix}'; use .mp4 or .avi")
+            self.discard()
+            raise OutputError(f"cannot write the video {self.path}: OpenCV could not open an encoder for it")
         self._writer, self._size = writer, (width, height)
+        return writer
 
-    def close(self) -> None:
-        """Finish the file and move it into place (nothing is written when no frame came)."""
+    def _check_space(self, frame_bytes: int) -> None:
+        assert self._tmp is not None
+        try:
+            free = free_bytes(self._tmp.parent)
+        except OSError as e:
+            self.discard()
+            raise OutputError(f"cannot write the video {self.path}: {os_error_cause(e)}") from None
+        if free < frame_bytes + VIDEO_SPACE_MARGIN:
+            self.discard()
+            raise OutputError(
+                f"cannot write the video {self.path}: no space left on the device ({free / 1e6:.1f} MB free)"
+            )
+
+    def close(self) -> bool:
+        """Finish the file, check it and move it into place; False when there was nothing to write."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self._tmp is None or not self.frames:
+            self.discard()
+            return False
+        try:
+            self._verify(self._tmp)
+            os.replace(self._tmp, self.path)
+            return True
+        except OSError as e:
+            raise OutputError(f"cannot write the video {self.path}: {os_error_cause(e)}") from None
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop the temporary file (a failed video never reaches ``path``)."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
         if self._tmp is not None:
-            if self.frames:
-                os.replace(self._tmp, self.path)
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
+
+    def _verify(self, tmp: Path) -> None:
+        capture = cv2.VideoCapture(str(tmp))
+        try:
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        finally:
+            capture.release()
+        if count < self.frames:
+            raise OutputError(
+                f"cannot write the video {self.path}: the encoder wrote {count} of {self.frames} frames "
+                "(disk full or a write error)"
+            )
+
+
+VIDEO_SPACE_MARGIN = 4 << 20  # bytes kept free beyond one raw frame: encoder buffers and the closing index
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system holding ``folder``."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+def video_suffix_ok(path: str | Path) -> bool:
+    """Whether ``--video-out`` names a container the writer has a codec for."""
+    return Path(path).suffix.lower() in _FOURCC
+
+
+def video_suffixes() -> str:
+    return ", ".join(_FOURCC)
 
 
 def has_display() -> bool:

@@ -20,10 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from grm.runtime.annotate import GREEN, RED, draw_box, draw_status, overlay_decisions
+from grm.runtime.atomic import STDOUT
 from grm.runtime.backends.base import Backend
-from grm.runtime.errors import ConfigError, GrmError, InputError
+from grm.runtime.errors import GrmError, InputError, OutputError
 from grm.runtime.outputs import VideoSink, WindowSink, select_box, write_boxes, write_json
-from grm.runtime.params import TrackerParams
 from grm.runtime.sources import FrameSource
 from grm.runtime.stats import FPS_DEFINITION, latency_ms
 from grm.runtime.tracker import StageTimes, Tracker
@@ -98,6 +98,10 @@ class RunResult:
         }
 
 
+def _where(path: Path) -> str:
+    return "on standard output" if str(path) == STDOUT else f"in {path}"
+
+
 def parse_box(text: str) -> Box:
     """``"x,y,w,h"`` (pixels, top-left corner) -> floats; anything else is an InputError."""
     parts = [p for p in text.replace(" ", ",").split(",") if p]
@@ -109,21 +113,7 @@ def parse_box(text: str) -> Box:
         raise InputError(f"--box {text!r} has {len(values)} values; give four numbers x,y,w,h")
     if not all(math.isfinite(v) for v in values):
         raise InputError(f"--box {text!r} contains NaN or infinity")
-    return values  # type: ignore[return-value]
-
-
-def resolve_threshold(params: TrackerParams, threshold: float | None, dataset: str | None) -> float:
-    """Division threshold from ``--threshold`` or ``--dataset`` (the model's presets), else the DEFAULT preset."""
-    if threshold is not None and dataset is not None:
-        raise InputError("give either --threshold or --dataset, not both")
-    if threshold is not None:
-        if not (0.0 <= threshold < 1.0):
-            raise InputError(f"--threshold {threshold} must lie in [0, 1) (0 = argmax rule)")
-        return float(threshold)
-    if dataset is not None and dataset.upper() not in params.thresholds:
-        known = ", ".join(k for k in params.thresholds if k != "DEFAULT")
-        raise ConfigError(f"unknown dataset '{dataset}' for --dataset; this model knows: {known}")
-    return params.threshold_for(dataset)
+    return values
 
 
 class TrackingSession:
@@ -155,6 +145,7 @@ class TrackingSession:
         self.on_frame = on_frame
         self.started_at = started_at
         self.result = RunResult()
+        self.kept: list[str] = []  # what _finish wrote, for the closing message ("boxes of 12 frames in b.txt")
         self._video = VideoSink(options.video_out, source_fps) if options.video_out else None
         self._window = WindowSink() if options.show else None
         self._t0 = 0.0
@@ -164,18 +155,25 @@ class TrackingSession:
     def run(self) -> RunResult:
         """Track every frame; outputs are written even when the run ends early, fails or is interrupted."""
         self._t0 = time.perf_counter()
+        failure: GrmError | None = None
         try:
             self._loop()
         except KeyboardInterrupt:
             self.result.interrupted = True
-            log.warning("interrupted after %d frames; writing outputs", len(self.result.records))
+            log.info("interrupted after %d frames; writing outputs", len(self.result.records))
         except GrmError as e:
             self.result.error = str(e)
-            raise
+            failure = e
         finally:
             self.result.wall_time_s = time.perf_counter() - self._t0
             self.result.ended_early = bool(getattr(self.source, "ended_early", False))
-            self._finish()
+            output_error = self._finish()
+        if failure is None and output_error is not None:
+            failure = output_error
+        if isinstance(failure, OutputError) and self.kept:
+            raise OutputError(f"{failure}; kept {', '.join(self.kept)}") from None
+        if failure is not None:
+            raise failure
         return self.result
 
     def _loop(self) -> None:
@@ -196,9 +194,11 @@ class TrackingSession:
 
     def _step(self, index: int, frame: NDArray[np.uint8] | None) -> FrameRecord:
         if frame is None:
+            name = getattr(self.source, "frame_name", None)
+            label = f"frame {index} ({name(index)})" if name is not None else f"frame {index}"
             if self.tracker.state is None:
-                raise InputError(f"frame {index} cannot be decoded; the first frame must be readable to initialise")
-            log.warning("frame %d cannot be decoded; skipped (previous box repeated, score nan)", index)
+                raise InputError(f"{label} cannot be decoded; the first frame must be readable to initialise")
+            log.warning("%s cannot be decoded; skipped (previous box repeated, score nan)", label)
             return FrameRecord(index=index, box_xywh=self.tracker.state, score=math.nan, status="skipped")
         if self.tracker.state is None:
             return self._initialize(index, frame)
@@ -207,8 +207,10 @@ class TrackingSession:
     def _initialize(self, index: int, frame: NDArray[np.uint8]) -> FrameRecord:
         box = self.options.box_xywh if self.options.box_xywh is not None else select_box(frame)
         self.tracker.initialize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), box)
-        self._prev_box = self.tracker.state
-        return FrameRecord(index=index, box_xywh=self.tracker.state, score=1.0, status="init")  # type: ignore[arg-type]
+        state = self.tracker.state
+        assert state is not None, "initialize sets the tracker state"
+        self._prev_box = state
+        return FrameRecord(index=index, box_xywh=state, score=1.0, status="init")
 
     def _track(self, index: int, frame: NDArray[np.uint8]) -> FrameRecord:
         self._prev_box = self.tracker.state
@@ -244,17 +246,42 @@ class TrackingSession:
         text = f"#{record.index}  score {record.score:.2f}  {len(self.result.records) / elapsed:.1f} fps"
         draw_status(frame, text + ("  LOST" if record.lost else ""), RED if record.lost else (255, 255, 255))
 
-    def _finish(self) -> None:
-        """Close the video and window, then write the boxes file and the JSON summary."""
-        if self._video is not None:
-            self._video.close()
+    def _finish(self) -> OutputError | None:
+        """Close the window and the video, then write the boxes file and the JSON summary.
+
+        Every output is attempted even when one fails (a failed video still leaves the boxes); :attr:`kept`
+        names what was written and the first failure is returned.
+        """
         if self._window is not None:
             self._window.close()
+        failures: list[OutputError] = []
+        video = self._video
+        if video is not None:
+            self._attempt(failures, video.close, f"the annotated video {video.path}")
         records = self.result.records
-        if self.options.boxes_out is not None and records:
-            write_boxes(self.options.boxes_out, ((r.box_xywh, r.score) for r in records), self.options.with_score)
-        if self.options.json_out is not None:
-            write_json(self.options.json_out, self.summary())
+        boxes_out = self.options.boxes_out
+        if boxes_out is not None and records:
+            rows = [(r.box_xywh, r.score) for r in records]
+            self._attempt(
+                failures,
+                lambda: write_boxes(boxes_out, rows, self.options.with_score),
+                f"boxes of {len(records)} frame{'s' if len(records) != 1 else ''} {_where(boxes_out)}",
+            )
+        json_out = self.options.json_out
+        if json_out is not None:
+            self._attempt(failures, lambda: write_json(json_out, self.summary()), f"the summary {_where(json_out)}")
+        return failures[0] if failures else None
+
+    def _attempt(self, failures: list[OutputError], write: Callable[[], object], what: str) -> None:
+        """Run one output writer; a failure is recorded (and shown in the JSON summary) instead of raised."""
+        try:
+            done = write()
+        except OutputError as e:
+            failures.append(e)
+            self.result.error = self.result.error or str(e)
+            return
+        if done is not False:
+            self.kept.append(what)
 
     def summary(self) -> dict[str, Any]:
         """The run summary with the model and source context (the ``--json-out`` document)."""

@@ -19,10 +19,12 @@ end there. When the container announced more frames than were read, :attr:`Frame
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -53,6 +55,18 @@ class SourceInfo:
     fps: float | None = None
 
 
+def quiet_opencv() -> None:
+    """Silence OpenCV's and FFmpeg's own log lines, so a command's one-line error is all a user sees.
+
+    FFmpeg reads ``OPENCV_FFMPEG_LOGLEVEL`` when OpenCV first opens a video, so this must run before any
+    ``cv2.VideoCapture``/``VideoWriter``; values already set in the environment win (for debugging).
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    if os.environ["OPENCV_LOG_LEVEL"].upper() == "SILENT":
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key comparing digit runs as numbers and other text case-insensitively."""
     parts = re.split(r"(\d+)", name)
@@ -60,7 +74,8 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
 
 
 class FolderSource:
-    """Image files of one folder in natural name order; undecodable files yield ``None``."""
+    """Image files of one folder in natural name order; undecodable files yield ``None`` (reported by the reader,
+    which knows what follows: a skipped frame, or an error for the first one)."""
 
     def __init__(self, folder: Path) -> None:
         self.files = sorted(
@@ -75,11 +90,11 @@ class FolderSource:
     def __iter__(self) -> Iterator[tuple[int, Frame | None]]:
         for index, path in enumerate(self.files):
             frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None or frame.size == 0:
-                log.warning("frame %d (%s) cannot be decoded; skipped", index, path.name)
-                yield index, None
-            else:
-                yield index, frame
+            yield index, (None if frame is None or frame.size == 0 else frame)
+
+    def frame_name(self, index: int) -> str:
+        """File name of frame ``index``, for messages about it (the reader of the source reports failures)."""
+        return self.files[index].name
 
     def close(self) -> None:
         """Nothing to release."""
@@ -145,7 +160,15 @@ def _open_capture(target: str | int, kind: str, description: str) -> CaptureSour
     return CaptureSource(capture, _capture_info(capture, kind, description))
 
 
-FrameSource = FolderSource | CaptureSource
+class FrameSource(Protocol):
+    """What a tracking session reads: numbered BGR frames (None for a frame that cannot be decoded)."""
+
+    info: SourceInfo
+    ended_early: bool
+
+    def __iter__(self) -> Iterator[tuple[int, Frame | None]]: ...
+
+    def close(self) -> None: ...
 
 
 def open_source(spec: str | int | Path) -> FrameSource:

@@ -107,6 +107,7 @@ def open_model(
     threads: int | None = None,
     providers: Sequence[str] | None = None,
     cuda_api: str | None = None,
+    device: int | None = None,
 ) -> Backend:
     """Open any grm model file behind the :class:`Backend` interface.
 
@@ -118,6 +119,8 @@ def open_model(
         threads: CPU threads for inference (ONNX Runtime intra-op, torch); None = library default.
         providers: explicit ONNX Runtime provider list, overriding the one ``backend`` implies.
         cuda_api: ``cuda-python`` (default) or ``pycuda`` for TensorRT plans; else $GRM_CUDA_API.
+        device: CUDA device index for the GPU providers (``device_id``), TensorRT plans and checkpoints
+            (``cuda:<device>``); None = device 0 for GPUs, the CPU for checkpoints.
     """
     check_model_file(path)
     kind = model_kind(path)
@@ -125,12 +128,15 @@ def open_model(
     if kind == "onnx":
         from grm.runtime.backends.ort import open_onnx
 
-        return open_onnx(path, backend=backend, config=config, threads=threads, providers=providers)
+        gpu = device or 0
+        return open_onnx(path, backend=backend, config=config, threads=threads, providers=providers, device=gpu)
     if kind == "plan":
         from grm.runtime.backends.trt import open_plan
 
-        return open_plan(path, config=config, cuda_api=cuda_api)
+        return open_plan(path, config=config, cuda_api=cuda_api, device=device or 0)
     options: dict[str, Any] = {} if threads is None else {"threads": threads}
+    if device is not None:
+        options["device"] = f"cuda:{device}"
     return open_checkpoint(path, config=config, **options)
 
 

@@ -78,8 +78,9 @@ def trt_cache_dir() -> Path:
     return base / "grm-tracker" / "ort-trt"
 
 
-def tensorrt_options(model: str | Path) -> dict[str, Any]:
-    """TensorRT EP options for one model file: its own engine folder, and explicit INT8 for Q/DQ models.
+def tensorrt_options(model: str | Path, device: int = 0) -> dict[str, Any]:
+    """TensorRT EP options for one model file on CUDA device ``device``: its own engine folder, and explicit INT8
+    for Q/DQ models.
 
     The folder is ``trt_cache_dir()/<sha256 of the .onnx file>``; the file holds the ``grm`` metadata (checkpoint
     hash, precision, calibration), so a re-export under the same name gets a new folder instead of the old
@@ -93,18 +94,23 @@ def tensorrt_options(model: str | Path) -> dict[str, Any]:
         raise BackendUnavailableError(
             f"cannot create the TensorRT engine cache {cache}: {e.strerror or e}; set GRM_TRT_CACHE to a writable folder"
         ) from e
-    options: dict[str, Any] = {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+    options: dict[str, Any] = {
+        "device_id": device,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache),
+    }
     if read_onnx_metadata(model).precision == "int8":
         options.update(trt_int8_enable=True, trt_int8_use_native_calibration_table=False)
     return options
 
 
-def provider_options(name: str, model: str | Path) -> dict[str, Any]:
-    """Latency-oriented options per execution provider; precision is never changed behind the user's back."""
+def provider_options(name: str, model: str | Path, device: int = 0) -> dict[str, Any]:
+    """Latency-oriented options per execution provider on CUDA device ``device`` (an index as nvidia-smi counts
+    within CUDA_VISIBLE_DEVICES); precision is never changed behind the user's back."""
     if name == CUDA:
-        return {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE"}
+        return {"device_id": device, "cudnn_conv_algo_search": "EXHAUSTIVE"}
     if name == TENSORRT:
-        return tensorrt_options(model)
+        return tensorrt_options(model, device)
     return {}
 
 
@@ -219,12 +225,14 @@ def open_onnx(
     config: str | None = None,
     threads: int | None = None,
     providers: Sequence[str] | None = None,
+    device: int = 0,
 ) -> OnnxRuntimeBackend:
-    """Open a grm ONNX export; checks metadata, config, I/O contract and that the requested provider runs."""
+    """Open a grm ONNX export; checks metadata, config, I/O contract and that the requested provider runs.
+    ``device`` is the CUDA device of the GPU providers (their ``device_id``)."""
     ort = import_onnxruntime()
     source = str(path)
     wanted = resolve_providers(backend, ort.get_available_providers(), providers)
-    session = _create_session(ort, source, wanted, threads, auto=backend == "auto" and not providers)
+    session = _create_session(ort, source, wanted, threads, auto=backend == "auto" and not providers, device=device)
     active = session.get_providers()[0]
     if active != wanted[0]:
         if backend != "auto" or providers:
@@ -238,8 +246,10 @@ def open_onnx(
     return OnnxRuntimeBackend(session, metadata, source)
 
 
-def _create_session(ort: Any, source: str, providers: list[str], threads: int | None, auto: bool) -> Any:
-    with_options = [(p, provider_options(p, source)) for p in providers]
+def _create_session(
+    ort: Any, source: str, providers: list[str], threads: int | None, auto: bool, device: int = 0
+) -> Any:
+    with_options = [(p, provider_options(p, source, device)) for p in providers]
     try:
         return ort.InferenceSession(source, sess_options=session_options(ort, threads), providers=with_options)
     except ort_errors(ort) as e:

@@ -10,14 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from grm.runtime import outputs
-from grm.runtime.cli import app
+from grm.runtime import main, outputs
 from grm.runtime.geometry import iou_xywh
 from grm.runtime.tracker import Tracker
 
@@ -26,8 +26,16 @@ from .runtime_fakes import square_frames, write_folder, write_video
 INIT = "30,50,20,20"
 
 
-def invoke(*args: str | Path):
-    return CliRunner().invoke(app, [str(a) for a in args])
+def invoke(*args: str | Path) -> SimpleNamespace:
+    """Run grm-run through its console entry point (error boundary included), capturing stdout and stderr."""
+    with CliRunner().isolation() as streams:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    return SimpleNamespace(exit_code=code, stdout=out, stderr=err)
 
 
 def read_boxes(path: Path) -> np.ndarray:
@@ -102,7 +110,7 @@ def test_unreadable_first_frame(tmp_path: Path, fake_onnx: Path) -> None:
     folder = write_folder(tmp_path / "seq", frames)
     (folder / "1.png").write_bytes(b"corrupt")
     res = invoke(folder, "--box", INIT, "--model", fake_onnx)
-    assert res.exit_code == 2 and "frame 0 cannot be decoded" in res.stderr
+    assert res.exit_code == 2 and "frame 0 (1.png) cannot be decoded" in res.stderr
 
 
 def test_lost_threshold_marks_but_never_changes_boxes(tmp_path: Path, fake_onnx: Path) -> None:
@@ -304,7 +312,7 @@ def test_model_is_required_outside_the_demo(clip_video: Path, monkeypatch: pytes
 def test_unwritable_output(tmp_path: Path, clip_video: Path, fake_onnx: Path) -> None:
     (tmp_path / "taken").mkdir()
     res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "taken")
-    assert res.exit_code == 2 and "cannot write the boxes file" in res.stderr
+    assert res.exit_code == 2 and "--boxes-out" in res.stderr and "is a folder" in res.stderr
     (tmp_path / "file").write_text("x")
     res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--video-out", tmp_path / "file" / "v.avi")
-    assert res.exit_code == 2 and "cannot write the video" in res.stderr
+    assert res.exit_code == 2 and "--video-out" in res.stderr and "is not a folder" in res.stderr

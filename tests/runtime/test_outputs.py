@@ -12,7 +12,7 @@ import pytest
 
 from grm.runtime.annotate import MASK_TINT, decision_map, draw_box, overlay_decisions
 from grm.runtime.atomic import atomic_path, atomic_write_text
-from grm.runtime.errors import InputError
+from grm.runtime.errors import InputError, OutputError
 from grm.runtime.outputs import VideoSink, format_boxes, write_json
 from grm.runtime.session import FrameRecord, RunResult, parse_box
 from grm.runtime.stats import format_summary, latency_ms, percentiles_ms
@@ -57,7 +57,7 @@ def test_video_sink_keeps_the_first_frame_size(tmp_path: Path) -> None:
 
 def test_video_sink_unknown_encoder(tmp_path: Path) -> None:
     sink = VideoSink(tmp_path / "v.xyz", fps=5)
-    with pytest.raises(InputError, match="cannot write video"):
+    with pytest.raises(OutputError, match="cannot write the video .*could not open an encoder"):
         sink.write(np.zeros((40, 60, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
 
