@@ -1,12 +1,12 @@
 """grm-calibrate: INT8 Q/DQ model from an FP32 grm export, with its accuracy cost measured on held-out sequences.
 
-Exit status: 0 done and within --max-auc-drop, 1 INT8 lost more AUC than allowed (report still written),
-2 user error (one line on stderr).
+Exit status (see :mod:`grm.runtime.cliapp`): 0 done and within --max-auc-drop; 1 INT8 lost more AUC than allowed
+(the model is kept as ``<stem>.gate-failed.onnx`` beside its report); 2 user error (one line on stderr);
+130 interrupted (the crop cache is kept).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -14,9 +14,11 @@ import typer
 from tqdm import tqdm
 
 from grm.calibration.pipeline import CalibrateOptions, build_engine, run
-from grm.calibration.quantize import DEFAULT_EXCLUDE, METHODS, QuantizeOptions
+from grm.calibration.quantize import DEFAULT_EXCLUDE, METHODS, TARGETS, QuantizeOptions
 from grm.calibration.report import format_table
-from grm.runtime.errors import GrmError
+from grm.runtime.cliapp import EXIT_GATE, stderr_logging
+from grm.runtime.datasets import BENCHMARKS
+from grm.runtime.errors import InputError
 
 HELP = (
     "Quantise an FP32 grm ONNX export to INT8 (symmetric Q/DQ, TensorRT-ready) with crops the FP32 tracker cuts "
@@ -26,7 +28,9 @@ HELP = (
     ".txt box file. Default hold-out: every second sequence in name order.\n\n"
     f"--exclude (repeatable) replaces the default {' '.join(DEFAULT_EXCLUDE)}: groups @predictor @attention "
     "@head @head-last @patch-embed, or shell patterns on node names / op types ('*divide_predict*', Conv); "
-    "--exclude none quantises every Conv/MatMul/Gemm."
+    "--exclude none quantises every Conv/MatMul/Gemm.\n\n"
+    "--target tensorrt (default) writes the symmetric Q/DQ form TensorRT builds INT8 engines from; --target cpu "
+    "writes the form fastest on ONNX Runtime CPU (dynamic u8 x s8 MatMuls, best with AVX-512 VNNI or AMX)."
 )
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=HELP, no_args_is_help=True)
 
@@ -58,13 +62,16 @@ def calibrate(
     samples: Annotated[
         int, typer.Option(min=1, help="Calibration crops, spread over the calibration sequences.")
     ] = 128,
+    target: Annotated[str, typer.Option(help=f"INT8 form: {', '.join(TARGETS)} (see above).")] = "tensorrt",
     method: Annotated[str, typer.Option(help=f"Activation range calibration: {', '.join(METHODS)}.")] = "minmax",
     exclude: Annotated[list[str] | None, typer.Option(help="Nodes kept FP32 (replaces the default list).")] = None,
     max_auc_drop: Annotated[float, typer.Option(help="Fail (exit 1) when INT8 loses more AUC points.")] = 1.0,
     holdout: Annotated[list[str] | None, typer.Option(help="Sequence names to evaluate on, not calibrate on.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Division threshold (default: the --dataset preset).")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Division threshold in [0, 1), 0 = argmax rule (default: the --dataset preset).")
+    ] = None,
     dataset: Annotated[
-        str | None, typer.Option(help="Threshold preset name from the model metadata (LASOT...).")
+        str | None, typer.Option(help=f"Take the model's threshold preset for: {', '.join(BENCHMARKS)}.")
     ] = None,
     max_frames: Annotated[
         int | None, typer.Option(min=2, help="Use at most this many frames per sequence for crops.")
@@ -81,32 +88,31 @@ def calibrate(
         bool, typer.Option("--engine", help="Then build a TensorRT engine (<output>.plan, GPU).")
     ] = False,
 ) -> None:
-    logging.basicConfig(level=logging.WARNING, format="grm-calibrate: %(levelname)s: %(message)s")
+    options = CalibrateOptions(
+        model=model, data=tuple(data), output=output, samples=samples, max_auc_drop=max_auc_drop,
+        quantize=QuantizeOptions(target=target, method=method, exclude=_exclusions(exclude)),
+        holdout=tuple(holdout or ()), threshold=threshold, dataset=dataset, cache_dir=cache_dir,
+        max_frames=max_frames, eval_frames=eval_frames, threads=threads or None, report=report,
+    )  # fmt: skip
+    if engine and target != "tensorrt":
+        raise InputError("--engine builds TensorRT engines from the --target tensorrt form, not --target cpu")
     bars = _Bars()
     try:
-        options = CalibrateOptions(
-            model=model, data=tuple(data), output=output, samples=samples, max_auc_drop=max_auc_drop,
-            quantize=QuantizeOptions(method=method, exclude=_exclusions(exclude)),
-            holdout=tuple(holdout or ()), threshold=threshold, dataset=dataset, cache_dir=cache_dir,
-            max_frames=max_frames, eval_frames=eval_frames, threads=threads or None, report=report,
-        )  # fmt: skip
-        try:
+        with stderr_logging("grm-calibrate"):
             outcome = run(options, bars)
-        finally:
-            bars.close()
-        typer.echo(format_table(outcome.report))
-        typer.echo(f"wrote {outcome.quantized.output} and {outcome.report_path}"
-                   f"{' (crops from cache)' if outcome.cache_hit else ''}")  # fmt: skip
-        if not outcome.report["gate"]["passed"]:
-            gate = outcome.report["gate"]
-            typer.echo(f"grm-calibrate: INT8 AUC drop {gate['auc_drop']:.2f} points exceeds --max-auc-drop "
-                       f"{gate['max_auc_drop']:.2f}; see {outcome.report_path}", err=True)  # fmt: skip
-            raise typer.Exit(1)
-        if engine:
-            typer.echo(f"wrote {build_engine(outcome.quantized.output)}")
-    except GrmError as e:
-        typer.echo(f"grm-calibrate: error: {e}", err=True)
-        raise typer.Exit(2) from e
+    finally:
+        bars.close()
+    typer.echo(format_table(outcome.report))
+    typer.echo(f"wrote {outcome.quantized.output} and {outcome.report_path}"
+               f"{' (crops from cache)' if outcome.cache_hit else ''}")  # fmt: skip
+    if not outcome.report["gate"]["passed"]:
+        gate = outcome.report["gate"]
+        typer.echo(f"grm-calibrate: INT8 AUC drop {gate['auc_drop']:.2f} points exceeds --max-auc-drop "
+                   f"{gate['max_auc_drop']:.2f}; kept as {outcome.quantized.output}, see {outcome.report_path}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(EXIT_GATE)
+    if engine:
+        typer.echo(f"wrote {build_engine(outcome.quantized.output)}")
 
 
 def _exclusions(patterns: list[str] | None) -> tuple[str, ...]:
@@ -115,6 +121,8 @@ def _exclusions(patterns: list[str] | None) -> tuple[str, ...]:
     return tuple(p for p in patterns if p != "none")
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (the same as :func:`grm.calibration.main`)."""
+    from grm.calibration import main as package_main
+
+    package_main(argv)

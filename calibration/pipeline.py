@@ -5,32 +5,30 @@ Progress goes through one callback, ``progress(stage, advance, total)``, so the 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import subprocess
-import sys
+import math
+import os
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from grm.calibration import collect, quantize
 from grm.calibration.evaluate import compare_on_sequence
 from grm.calibration.report import build_report, write_report
-from grm.calibration.sequences import discover, split_holdout
+from grm.calibration.sequences import TrackSequence, discover, split_holdout
 from grm.calibration.speed import compare_speed
-from grm.runtime.atomic import sha256_file
-from grm.runtime.backends import open_model
-from grm.runtime.errors import BackendUnavailableError
+from grm.runtime import datasets
+from grm.runtime.atomic import atomic_writer, is_stream, scratch_files, scratch_path_for, sha256_file
+from grm.runtime.backends import open_model, trt_build
+from grm.runtime.cliapp import writing
+from grm.runtime.errors import ConfigError, Interrupted, OutputError
+from grm.runtime.interrupts import InterruptWatch, interrupted_by
 
 log = logging.getLogger(__name__)
 StageProgress = Callable[[str, int, int], None]
-
-# The engine is built by the export package's TensorRT builder in a child process: grm.calibration never
-# imports grm.export (it works without torch), and grm-export itself starts from a checkpoint.
-ENGINE_SNIPPET = (
-    "import sys; from grm.export.tensorrt_build import build_engine; build_engine(sys.argv[1], sys.argv[2])"
-)
+GATE_FAILED_TAG = "gate-failed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +50,13 @@ class CalibrateOptions:
     threads: int | None = None
     speed_repeats: int = 10
     report: Path | None = None
+
+    def __post_init__(self) -> None:
+        datasets.check_threshold_options(self.threshold, self.dataset)  # the table grm-run and grm-bench use
+        if not math.isfinite(self.max_auc_drop):
+            raise ConfigError(f"--max-auc-drop must be a finite number of AUC points; got {self.max_auc_drop}")
+        if self.samples < 1:
+            raise ConfigError(f"--samples must be at least 1; got {self.samples}")
 
     @property
     def report_path(self) -> Path:
@@ -76,11 +81,61 @@ def _stage(progress: StageProgress | None, name: str) -> Callable[[int, int], No
     return None if progress is None else (lambda advance, total: progress(name, advance, total))
 
 
+def gate_failed_path(output: Path) -> Path:
+    """Where an INT8 model that lost more AUC than allowed is kept: ``x_int8.onnx`` -> ``x_int8.gate-failed.onnx``."""
+    return output.with_name(f"{output.stem}.{GATE_FAILED_TAG}{output.suffix}")
+
+
 def run(options: CalibrateOptions, progress: StageProgress | None = None) -> CalibrateOutcome:
-    """Run every step; the report is written even when the gate fails."""
+    """Run every step; the INT8 model reaches ``--output`` only with its report and within ``--max-auc-drop``.
+
+    The model is written under a hidden ``.partial`` name beside ``--output``, evaluated, and renamed once the
+    report is written: to ``--output`` when the gate passes, else to :func:`gate_failed_path` (report beside it,
+    ``report['gate']['passed']`` False). On Ctrl-C (:class:`Interrupted`) or an error no model is left behind;
+    collected crops stay in the cache.
+    """
     fp32_meta = quantize.check_fp32_export(options.model)
+    threshold = datasets.resolve_threshold(fp32_meta.tracker, options.threshold, options.dataset)
     calib_seqs, held = split_holdout(discover(options.data), options.holdout or None)
-    threshold = options.threshold if options.threshold is not None else fp32_meta.tracker.threshold_for(options.dataset)
+    _check_writable_target(options.output)
+    with InterruptWatch() as watch, scratch_files() as scratch:
+        state = _RunState(watch, scratch)
+        try:
+            return _calibrate(options, progress, threshold, calib_seqs, held, state)
+        except Interrupted:
+            raise
+        except BaseException as e:
+            if not interrupted_by(watch, e):
+                raise
+            raise Interrupted(_interrupt_note(options, state.done)) from e
+
+
+@dataclass
+class _RunState:
+    """The Ctrl-C watch, the temporary files to remove at the end, and the steps finished (for the Ctrl-C note)."""
+
+    watch: InterruptWatch
+    scratch: list[Path]
+    done: list[str] = field(default_factory=list)
+
+    def stop_if_requested(self) -> None:
+        """Ctrl-C that a library swallowed still stops the run at the next step."""
+        if self.watch.requested:
+            raise KeyboardInterrupt
+
+
+def _calibrate(
+    options: CalibrateOptions,
+    progress: StageProgress | None,
+    threshold: float,
+    calib_seqs: list[TrackSequence],
+    held: list[TrackSequence],
+    state: _RunState,
+) -> CalibrateOutcome:
+    """The steps of :func:`run`."""
+    with writing(options.output):
+        written = scratch_path_for(options.output)
+    state.scratch.append(written)
     fp32 = open_model(options.model, backend="onnxruntime", threads=options.threads)
     try:
         calib, hit = collect.load_or_collect(
@@ -88,12 +143,16 @@ def run(options: CalibrateOptions, progress: StageProgress | None = None) -> Cal
             model_sha256=sha256_file(options.model), cache_dir=options.cache_path,
             max_frames=options.max_frames, progress=_stage(progress, "collect crops"),
         )  # fmt: skip
+        state.done.append("crops")
+        state.stop_if_requested()
         calibrate = _stage(progress, "calibrate")
-        result = quantize.quantize(
-            options.model, calib, options.output, options.quantize,
-            None if calibrate is None else (lambda n: calibrate(n, len(calib))),
-        )  # fmt: skip
-        int8 = open_model(options.output, backend="onnxruntime", threads=options.threads)
+        with writing(options.output):
+            result = quantize.quantize(
+                options.model, calib, written, options.quantize,
+                None if calibrate is None else (lambda n: calibrate(n, len(calib))),
+            )  # fmt: skip
+        state.stop_if_requested()
+        int8 = open_model(written, backend="onnxruntime", threads=options.threads)
         try:
             evaluate = _stage(progress, "evaluate")
             comparisons = [compare_on_sequence(fp32, int8, s, threshold, options.eval_frames, evaluate) for s in held]
@@ -101,12 +160,44 @@ def run(options: CalibrateOptions, progress: StageProgress | None = None) -> Cal
             int8.close()
     finally:
         fp32.close()
+    state.stop_if_requested()
     feeds = [calib.feed(i) for i in range(min(len(calib), 8))]
-    speed = compare_speed(options.model, options.output, feeds, options.threads, options.speed_repeats)
+    speed = compare_speed(options.model, written, feeds, options.threads, options.speed_repeats)
+    state.stop_if_requested()
     context = _context(options, calib, result, threshold, [s.name for s in calib_seqs], [s.name for s in held])
     report = build_report(comparisons, max_auc_drop=options.max_auc_drop, context=context, speed=speed)
-    write_report(report, options.report_path)
-    return CalibrateOutcome(result, report, options.report_path, hit)
+    target = options.output if report["gate"]["passed"] else gate_failed_path(options.output)
+    report_path = options.report or (options.report_path if target == options.output else
+                                     target.with_suffix(".report.json"))
+    report["int8_model"] = str(target)
+    _settle(written, target, report, report_path)
+    return CalibrateOutcome(replace(result, output=target), report, report_path, hit)
+
+
+def _settle(written: Path, target: Path, report: dict[str, Any], report_path: Path) -> None:
+    """Report first, then the model renamed into place (so a model at its path has its report); a device or FIFO
+    target (written in place, where a write can fail) gets the model first."""
+    with writing(target):
+        if is_stream(target):
+            with open(written, "rb") as src, atomic_writer(target) as out:
+                shutil.copyfileobj(src, out)
+    with writing(report_path):
+        write_report(report, report_path)
+    if not is_stream(target):
+        with writing(target):
+            os.replace(written, target)
+
+
+def _check_writable_target(output: Path) -> None:
+    if output.is_dir():
+        raise OutputError(f"cannot write {output}: it is a folder; give the INT8 .onnx file to write")
+
+
+def _interrupt_note(options: CalibrateOptions, done: list[str]) -> str:
+    if "crops" not in done:
+        return f"nothing was written to {options.output}; run the same command again"
+    return (f"{options.output} was not written; the calibration crops are kept in {options.cache_path} and the "
+            "same command reuses them")
 
 
 def _context(
@@ -137,22 +228,11 @@ def _context(
     }
 
 
-def engine_command(onnx_path: Path, plan_path: Path) -> list[str]:
-    """The child-process command that builds a TensorRT engine from the Q/DQ ONNX."""
-    return [sys.executable, "-c", ENGINE_SNIPPET, str(onnx_path), str(plan_path)]
-
-
 def build_engine(onnx_path: Path, plan_path: Path | None = None) -> Path:
-    """Build ``<output>.plan`` with the export package's TensorRT builder in a child process."""
+    """Build ``<output>.plan`` (and its ``.plan.json`` manifest) from the Q/DQ model, as an INT8 engine.
+
+    The runtime's TensorRT builder needs TensorRT and cuda-python on a GPU machine, not torch; a missing one is
+    a one-line error that names the packages (installed beside onnxruntime, never onnxruntime-gpu with it).
+    """
     plan = plan_path or onnx_path.with_suffix(".plan")
-    if importlib.util.find_spec("grm.export") is None:
-        raise BackendUnavailableError(
-            "--engine needs the export package and TensorRT: pip install 'grm-tracker[export,gpu]' on an NVIDIA machine"
-        )
-    done = subprocess.run(engine_command(onnx_path, plan), capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        raise BackendUnavailableError(
-            f"TensorRT engine build failed: {lines[-1] if lines else f'exit {done.returncode}'}"
-        )
-    return plan
+    return trt_build.build_engine(onnx_path, plan).plan

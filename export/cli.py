@@ -1,6 +1,8 @@
 """grm-export: turn a GRM checkpoint into a verified static-shape ONNX model (FP32/FP16) or TensorRT engine.
 
-Exit status: 0 done, 2 user error (one line on stderr: missing weights, unknown config, parity failure ...).
+Exit status (see :mod:`grm.runtime.cliapp`): 0 done; 1 parity failed (the model is kept as
+``<stem>.parity-failed.onnx`` beside its report); 2 user error (one line: missing weights, unknown config, an
+output that cannot be written ...); 130 interrupted (nothing is left at the output path).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from tqdm import tqdm
 
 from grm.export.download import download
 from grm.export.pipeline import ExportOptions, run_export
-from grm.export.tensorrt_build import DEFAULT_WORKSPACE_BYTES
-from grm.export.to_onnx import DEFAULT_OPSET
+from grm.export.to_onnx import DEFAULT_OPSET, parse_batch
 from grm.export.weights import RELEASE_ZIP, fill_from_zip, grm_home, store_path
-from grm.runtime.errors import ConfigError, GrmError
+from grm.runtime.backends.trt_build import DEFAULT_WORKSPACE_BYTES, BatchProfile
+from grm.runtime.cliapp import EXIT_GATE, one_line, stderr_logging
+from grm.runtime.errors import ConfigError, Interrupted, ParityError
 from grm.train.config import CONFIGS, get_config
 
 HELP = (
@@ -31,11 +34,6 @@ HELP = (
 )
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=HELP, no_args_is_help=True)
 _MIB = 1 << 20
-
-
-def _fail(error: GrmError) -> typer.Exit:
-    typer.echo(f"grm-export: error: {error}", err=True)
-    return typer.Exit(2)
 
 
 class _ByteBar:
@@ -69,7 +67,7 @@ def export(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Output .onnx (default grm_<config>[_fp16].onnx); .plan/.engine = --engine."
+            "--output", "-o", help="Output .onnx (default grm_<config>[_b<N>][_fp16].onnx); .plan/.engine = --engine."
         ),
     ] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 model (LayerNorm, softmax, predictor stay FP32).")] = False,
@@ -99,18 +97,35 @@ def export(
     ] = None,
     timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file (read, then updated).")] = None,
     threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime threads for parity (0 = automatic).")] = 0,
+    batch: Annotated[
+        str,
+        typer.Option(
+            help="Template/search pairs per model call: N (every input and output leads with N), or 'dynamic' "
+            "(any number; a TensorRT engine takes --batch-min..--batch-max).",
+        ),
+    ] = "1",
+    batch_min: Annotated[
+        int | None, typer.Option(min=1, help="Dynamic batch: smallest TensorRT batch (default 1).", show_default=False)
+    ] = None,
+    batch_opt: Annotated[
+        int | None,
+        typer.Option(min=1, help="Dynamic batch: batch TensorRT tunes for (default 4).", show_default=False),
+    ] = None,
+    batch_max: Annotated[
+        int | None, typer.Option(min=1, help="Dynamic batch: largest TensorRT batch (default 16).", show_default=False)
+    ] = None,
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    logging.basicConfig(level=logging.WARNING, format="grm-export: %(levelname)s: %(message)s")
     logging.getLogger("torch").setLevel(logging.ERROR)  # exporter chatter (e.g. missing torchvision ops)
     if config is None:
-        raise _fail(ConfigError(f"--config is required; one of {', '.join(CONFIGS)}"))
+        raise ConfigError(f"--config is required; one of {', '.join(CONFIGS)}")
     options = ExportOptions(
         config=config, checkpoint=checkpoint, output=output, fp16=fp16, engine=engine, opset=opset, verify=verify,
         workspace_bytes=workspace * _MIB, with_decisions=with_decisions, attention=attention,
         parity_data=parity_data,
         timing_cache=timing_cache, threads=threads,
+        batch=parse_batch(batch), batch_profile=batch_profile(batch_min, batch_opt, batch_max),
     )  # fmt: skip
     bar: dict[str, tqdm] = {}
 
@@ -120,14 +135,17 @@ def export(
         bar[stage].update(done - bar[stage].n)
 
     try:
-        try:
+        with stderr_logging("grm-export"):
             result = run_export(options, progress)
-        finally:
-            for b in bar.values():
-                b.close()
-    except GrmError as e:
-        raise _fail(e) from e
-    typer.echo(f"wrote {result.onnx.path} ({result.onnx.metadata.precision}, opset {opset})")
+    except ParityError as e:  # a failed gate, not bad input: exit 1
+        typer.echo(f"grm-export: error: {one_line(str(e))}", err=True)
+        raise typer.Exit(EXIT_GATE) from e
+    finally:
+        for b in bar.values():
+            b.close()
+    meta = result.onnx.metadata
+    batched = "" if meta.batch == 1 else f", batch {meta.batch or 'dynamic'}"
+    typer.echo(f"wrote {result.onnx.path} ({meta.precision}, opset {opset}{batched})")
     if result.report is not None:
         typer.echo("\n".join(result.report.summary_lines()))
         typer.echo(f"parity report: {result.report_path}")
@@ -149,13 +167,13 @@ def fetch(
 ) -> None:
     bars = [_ByteBar("download"), _ByteBar("extract")]
     try:
-        try:
-            stored = _fetch(from_zip, url, config, sha256, *bars)
-        finally:
-            for bar in bars:
-                bar.close()
-    except GrmError as e:
-        raise _fail(e) from e
+        stored = _fetch(from_zip, url, config, sha256, *bars)
+    except KeyboardInterrupt as e:
+        kept = "the downloaded part is kept and the same command resumes it" if url else "nothing was stored"
+        raise Interrupted(f"{kept}; run the same command again") from e
+    finally:
+        for bar in bars:
+            bar.close()
     for name, path in stored.items():
         typer.echo(f"{name}: {path}")
 
@@ -181,6 +199,19 @@ def _fetch(
     return {name: download(url, store_path(name), sha256, progress=download_bar)}
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def batch_profile(smallest: int | None, tuned: int | None, largest: int | None) -> BatchProfile | None:
+    """The TensorRT profile from ``--batch-min/--batch-opt/--batch-max``; None when none is given. Missing ones
+    take :class:`BatchProfile`'s defaults, moved inside the range the given ones set."""
+    if smallest is None and tuned is None and largest is None:
+        return None
+    default = BatchProfile()
+    low = smallest or default.min
+    high = largest or max(default.max, low, tuned or 0)
+    return BatchProfile(low, tuned or min(max(default.opt, low), high), high)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (the same as :func:`grm.export.main`)."""
+    from grm.export import main as package_main
+
+    package_main(argv)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -65,6 +64,8 @@ def resolve_checkpoint(config: str, checkpoint: str | Path | None = None, home: 
     """
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            raise CheckpointError(f"--checkpoint {path} is a folder; pass the checkpoint file (.pth.tar) inside it")
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}; check the --checkpoint path")
         return path
@@ -154,12 +155,4 @@ def _copy_member(archive: zipfile.ZipFile, member: str, target: Path, progress: 
     except (zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(f"could not extract {member} to {target}: {e}") from e
     log.info("stored %s (%d bytes) at %s", member, total, target)
-    return target
-
-
-def store_file(source: Path, config: str, home: Path | None = None) -> Path:
-    """Copy one checkpoint file into the store under ``config`` (atomic)."""
-    target = store_path(config, home)
-    with open(source, "rb") as src, atomic_writer(target) as dst:
-        shutil.copyfileobj(src, dst, CHUNK_BYTES)
     return target

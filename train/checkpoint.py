@@ -8,7 +8,7 @@ executes pickled code. Weights always load with ``strict=True``.
 from __future__ import annotations
 
 import logging
-import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,35 +26,74 @@ StateDict = Mapping[str, torch.Tensor]
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file as a dict without executing pickled code."""
+    """Load a checkpoint file as a dict without executing pickled code.
+
+    Raises:
+        CheckpointError: missing, a folder, empty, truncated or otherwise unreadable (one line naming the file,
+            whatever exception the installed torch raises for the damage), or unsafe.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if not _looks_like_torch_file(path):
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (neither a torch zip nor a pickle)")
+    _check_file(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, IndexError, KeyError) as first:
-        log.info("%s is not weights-only (%s); loading with the restricted unpickler", path, first)
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=False, pickle_module=safe_pickle)
-        except CheckpointError as e:
-            raise CheckpointError(f"{path}: {e}") from e
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, IndexError, KeyError) as e:
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {e}") from e
-    except (EOFError, ValueError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {e}") from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the restricted loader follows
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
+    except Exception as first:  # noqa: BLE001 - a damaged file raises anything from struct.error to RuntimeError
+        log.debug("%s is not weights-only (%s); loading with the restricted unpickler", path, first)
+        data = _load_restricted(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, expected a dict with 'net' or 'model'")
     return data
 
 
-def _looks_like_torch_file(path: Path) -> bool:
-    """torch.save writes a zip archive (or, in the legacy format, a pickle starting with PROTO 0x80)."""
+def _check_file(path: Path) -> None:
+    """One clear line for what is not a checkpoint file at all, before torch sees it."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; pass the checkpoint file (.pth.tar or .pt) inside it")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file (a device or pipe); pass the checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes); an interrupted download or copy? fetch it again")
     if zipfile.is_zipfile(path):
-        return True
+        if not _holds_torch_pickle(path):
+            raise CheckpointError(
+                f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl inside); for the official "
+                f"release archive run: grm-export fetch --from-zip {path}"
+            )
+        return
     with open(path, "rb") as f:
-        return f.read(1) == b"\x80"
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        raise CheckpointError(f"{path} looks truncated (a zip archive without its end); download or copy it again")
+    if not head.startswith(b"\x80"):  # torch.save's legacy format is a pickle starting with PROTO 0x80
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a torch zip nor a pickle)")
+
+
+def _holds_torch_pickle(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def _load_restricted(path: Path) -> Any:
+    """torch.load through :mod:`safe_pickle` (official files pickle trainer objects besides the weights)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=safe_pickle)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - see read_checkpoint
+        detail = " ".join(str(e).split(" (Could this error message be improved?")[0].split())[:160]
+        raise CheckpointError(
+            f"{path} looks truncated or corrupt ({type(e).__name__}: {detail}); download or copy it again"
+        ) from e
 
 
 def extract_state_dict(data: Mapping[str, Any], path: str | Path = "checkpoint") -> tuple[dict[str, torch.Tensor], str | None]:

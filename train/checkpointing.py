@@ -1,9 +1,10 @@
 """Training checkpoints: the project's resumable format and the official GRM export, both written atomically.
 
-Project format (``checkpoint_%04d.pt``, loadable with ``weights_only=True``): ``format`` "grm-train",
-``format_version``, ``model`` (state dict), ``optimizer``, ``scheduler``, ``scaler`` (AMP or None), ``epoch``
-(completed epochs), ``config_name``, ``rng`` (python / numpy / torch states as tensors and lists) and
-``metrics`` (last epoch's averages).
+Project format (``checkpoint_%04d.pt`` after an epoch, ``checkpoint_%04d_step%06d.pt`` inside one, written on
+Ctrl-C; loadable with ``weights_only=True``): ``format`` "grm-train", ``format_version``, ``model`` (state dict),
+``optimizer``, ``scheduler``, ``scaler`` (AMP or None), ``epoch`` (completed epochs), ``step`` (iterations done in
+the next epoch, 0 at an epoch boundary), ``epoch_sums`` (that epoch's running metric sums), ``config_name``,
+``rng`` (python / numpy / torch states as tensors and lists) and ``metrics`` (last epoch's averages).
 
 Official format (``GRM_ep%04d.pth.tar``): ``net`` (state dict), ``epoch``, ``actor_type`` "GRMActor",
 ``net_type`` "GRM", ``net_info`` None, ``constructor`` None, ``optimizer``, ``stats`` {}, ``settings`` None.
@@ -20,13 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from grm.runtime.atomic import atomic_path
+from grm.runtime.atomic import atomic_writer
+from grm.runtime.cliapp import writing
 from grm.runtime.errors import CheckpointError
 from grm.train.checkpoint import read_checkpoint
 
 FORMAT = "grm-train"
 FORMAT_VERSION = 1
-_PROJECT_RE = re.compile(r"^checkpoint_(\d{4,})\.pt$")
+_PROJECT_RE = re.compile(r"^checkpoint_(\d{4,})(?:_step(\d{6,}))?\.pt$")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -35,9 +37,16 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save to a temporary file in the same folder, then rename over ``path``.
+
+    The file is opened here, not by torch, so that a write error stays an OSError (torch's own writer turns
+    "no space left" into a RuntimeError).
+
+    Raises:
+        OutputError: the folder is read-only or full (the message names ``path``).
+    """
+    with writing(path), atomic_writer(path) as f:
+        torch.save(obj, f)
     return Path(path)
 
 
@@ -76,26 +85,42 @@ def save_training_state(
     scaler: torch.amp.GradScaler | None = None,
     metrics: dict[str, float] | None = None,
     keep: int = 2,
+    step: int = 0,
+    epoch_sums: dict[str, float] | None = None,
 ) -> Path:
-    """Write ``checkpoint_%04d.pt`` for ``epoch`` completed epochs and keep only the newest ``keep`` files."""
+    """Write the checkpoint for ``epoch`` completed epochs plus ``step`` iterations of the next one (with that
+    epoch's running ``epoch_sums``); keep only the newest ``keep`` files."""
     data = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "epoch": epoch, "config_name": config_name, "rng": rng_state(), "metrics": dict(metrics or {}),
+        "epoch": epoch, "step": step, "epoch_sums": dict(epoch_sums or {}), "config_name": config_name,
+        "rng": rng_state(), "metrics": dict(metrics or {}),
     }
-    path = atomic_save(data, Path(directory) / f"checkpoint_{epoch:04d}.pt")
+    path = atomic_save(data, Path(directory) / checkpoint_name(epoch, step))
     for old in project_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink()
     return path
 
 
+def checkpoint_name(epoch: int, step: int = 0) -> str:
+    """``checkpoint_0003.pt`` after epoch 3; ``checkpoint_0004_step000120.pt`` after 120 iterations of epoch 4."""
+    return f"checkpoint_{epoch:04d}.pt" if step == 0 else f"checkpoint_{epoch + 1:04d}_step{step:06d}.pt"
+
+
+def _progress_key(match: re.Match[str]) -> tuple[int, int]:
+    """(completed epochs, iterations into the next epoch) of a checkpoint name."""
+    if match.group(2) is None:
+        return int(match.group(1)), 0
+    return int(match.group(1)) - 1, int(match.group(2))
+
+
 def project_checkpoints(directory: str | Path) -> list[Path]:
-    """The project checkpoints in ``directory``, oldest first."""
+    """The project checkpoints in ``directory``, oldest first (training progress order)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _PROJECT_RE.match(p.name))]
+    found = [(_progress_key(m), p) for p in directory.iterdir() if (m := _PROJECT_RE.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -136,8 +161,14 @@ def restore_training_state(
     return int(data["epoch"])
 
 
+def resume_point(data: dict[str, Any]) -> tuple[int, int, dict[str, float]]:
+    """(completed epochs, iterations done in the next epoch, that epoch's running metric sums) of a checkpoint."""
+    sums = data.get("epoch_sums") or {}
+    return int(data["epoch"]), int(data.get("step", 0)), {str(k): float(v) for k, v in sums.items()}
+
+
 def official_checkpoint(model: nn.Module, epoch: int, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
-    """The dict the official trainer saves (spec C.9), with plain values where it pickles objects."""
+    """The dict the official trainer saves (docs/training.md, checkpoints), plain values where it pickles objects."""
     return {
         "epoch": epoch, "actor_type": "GRMActor", "net_type": "GRM", "net": unwrap(model).state_dict(),
         "net_info": None, "constructor": None, "optimizer": optimizer.state_dict() if optimizer else None,

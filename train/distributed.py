@@ -49,7 +49,13 @@ def dist_info_from_env(environ: Mapping[str, str] | None = None) -> DistInfo:
 def choose_device(info: DistInfo, device: str | None = None) -> torch.device:
     """The requested device, else ``cuda:<local_rank>`` when CUDA is present, else CPU."""
     if device:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError as e:
+            raise ConfigError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:0, ...)") from e
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is available to torch; use --device cpu")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda", info.local_rank % torch.cuda.device_count())
     return torch.device("cpu")
@@ -86,6 +92,15 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = not deterministic
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is set on any rank (the flag itself without a process group), so all ranks agree."""
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def average_across_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
     """Mean of each scalar over all ranks (identity without a process group)."""
     if not dist.is_initialized() or not values:
@@ -101,15 +116,17 @@ class RankIndices(torch.utils.data.Sampler[int]):
     """Sample indices of one rank: ``rank, rank + world, ...`` below ``total`` (disjoint across ranks).
 
     Samples are functions of (seed, epoch, index), so shuffling is unnecessary; each rank gets
-    ``total // world`` indices like ``DistributedSampler(drop_last=True)``.
+    ``total // world`` indices like ``DistributedSampler(drop_last=True)``. ``skip`` leaves out this rank's first
+    indices (those an interrupted run already trained on), so a resumed epoch continues where it stopped.
     """
 
-    def __init__(self, total: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, total: int, rank: int = 0, world_size: int = 1, skip: int = 0) -> None:
         self.total, self.rank, self.world = total, rank, world_size
         self.count = total // world_size
+        self.skip = min(max(skip, 0), self.count)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.count * self.world, self.world))
+        return iter(range(self.rank, self.count * self.world, self.world)[self.skip:])
 
     def __len__(self) -> int:
-        return self.count
+        return self.count - self.skip

@@ -1,4 +1,4 @@
-"""The training loop: one process or one rank of a ``torchrun`` job (spec C.8, C.9).
+"""The training loop: one process or one rank of a ``torchrun`` job (docs/training.md).
 
 Per epoch: every rank draws its disjoint share of the epoch's samples, runs forward / loss / backward,
 clips the gradient norm to 0.1 and steps AdamW; after the epoch the StepLR schedule steps, rank 0 writes
@@ -9,6 +9,7 @@ a resumable checkpoint (and an official-format file under the official save poli
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -19,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from grm.runtime.errors import CheckpointError, ConfigError
+from grm.runtime.errors import CheckpointError, ConfigError, Interrupted
+from grm.runtime.interrupts import InterruptWatch
 from grm.train import checkpointing as ckpt
 from grm.train.config import GrmConfig, get_config
 from grm.train.data.processing import Processing
@@ -28,6 +30,7 @@ from grm.train.data.sources import DatasetRoots, build_datasets
 from grm.train.distributed import (
     DistInfo,
     RankIndices,
+    any_rank,
     average_across_ranks,
     barrier,
     choose_device,
@@ -83,6 +86,10 @@ class TrainOptions:
     log_interval: int = 50
 
     def __post_init__(self) -> None:
+        if Path(self.output).exists() and not Path(self.output).is_dir():
+            raise ConfigError(f"--output {self.output} is a file; give the run folder (created when missing)")
+        if self.val_root is not None and not Path(self.val_root).is_dir():
+            raise ConfigError(f"--val-root {self.val_root} is not a folder of held-out sequences (GOT-10k layout)")
         if self.amp is not None and self.amp not in AMP_DTYPES:
             raise ConfigError(f"--amp must be one of {', '.join(AMP_DTYPES)}; got {self.amp!r}")
         for name in ("epochs", "batch_size", "samples_per_epoch", "val_interval"):
@@ -133,6 +140,9 @@ class Trainer:
         self.dist = dist_info = dist_info or DistInfo()
         self.callbacks = callbacks or Callbacks()
         self.cfg = options.resolved_config()
+        if self.iterations_per_epoch < 1:
+            raise ConfigError(f"samples per epoch {self.cfg.train.samples_per_epoch} give no full batch of "
+                              f"{self.cfg.train.batch_size} per rank on {self.dist.world_size} ranks")
         self.device = choose_device(dist_info, options.device)
         seed_everything(self.cfg.train.seed + dist_info.rank)
         self.output = Path(options.output)
@@ -143,7 +153,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.cfg.train)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.train)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.amp == "fp16")
-        self.start_epoch = self._maybe_resume()
+        self.start_epoch, self.start_step, self.resumed_sums = self._maybe_resume()
         self.net = self._wrap_ddp(self.model)
         datasets = build_datasets(self.cfg.train.datasets, options.roots)
         t = self.cfg.train
@@ -151,7 +161,8 @@ class Trainer:
                                    max_interval=t.max_sample_interval, seed=t.seed)
         self.metrics = MetricsLog(self.output) if dist_info.is_main else None
         self.weights = LossWeights(focal=t.focal_weight, giou=t.giou_weight, l1=t.l1_weight)
-        self.global_step = self.start_epoch * self.iterations_per_epoch
+        self.global_step = self.start_epoch * self.iterations_per_epoch + self.start_step
+        self.watch = InterruptWatch(defer=True)  # replaced while fit() runs
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -169,23 +180,25 @@ class Trainer:
             raise CheckpointError(f"{path}: adapted weights do not fit {self.cfg.name}: {result.unexpected_keys[:3]}")
         log.info("initialised the backbone from %s: %s", path, report.summary())
 
-    def _maybe_resume(self) -> int:
+    def _maybe_resume(self) -> tuple[int, int, dict[str, float]]:
+        """(completed epochs, iterations done in the next one, its running metric sums) to start from."""
         latest = ckpt.latest_checkpoint(self.ckpt_dir)
         if latest is None:
             if self.options.resume:
                 log.warning("--resume: no checkpoint in %s; starting from epoch 1", self.ckpt_dir)
-            return 0
+            return 0, 0, {}
         if not self.options.resume:
             raise CheckpointError(f"{self.ckpt_dir} already holds {latest.name}; pass --resume to continue that run "
                                   "or choose another --output")
         data = ckpt.load_training_state(latest)
-        epoch = ckpt.restore_training_state(data, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                            config_name=self.cfg.name, scaler=self.scaler)
+        ckpt.restore_training_state(data, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                    config_name=self.cfg.name, scaler=self.scaler)
+        epoch, step, sums = ckpt.resume_point(data)
         # every rank continues its own stream: reseed the model's randomness from the saved rank-0 state + rank
         if self.dist.rank:
-            torch.manual_seed(self.cfg.train.seed + self.dist.rank + 1000 * epoch)
-        log.info("resumed from %s after epoch %d", latest, epoch)
-        return epoch
+            torch.manual_seed(self.cfg.train.seed + self.dist.rank + 1000 * epoch + step)
+        log.info("resumed from %s after epoch %d%s", latest, epoch, f" and {step} iterations" if step else "")
+        return epoch, step, sums
 
     def _wrap_ddp(self, model: nn.Module) -> nn.Module:
         if not self.dist.enabled:
@@ -193,62 +206,93 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
-    def _loader(self, epoch: int) -> torch.utils.data.DataLoader:
+    def _loader(self, epoch: int, skip_iterations: int = 0) -> torch.utils.data.DataLoader:
+        """This rank's batches of ``epoch``, leaving out the first ``skip_iterations`` (already trained)."""
         self.sampler.set_epoch(epoch)
         t = self.cfg.train
         workers = t.num_workers
+        indices = RankIndices(t.samples_per_epoch, self.dist.rank, self.dist.world_size,
+                              skip=skip_iterations * t.batch_size)
         return torch.utils.data.DataLoader(
-            self.sampler, batch_size=t.batch_size, sampler=RankIndices(t.samples_per_epoch, self.dist.rank,
-                                                                       self.dist.world_size),
+            self.sampler, batch_size=t.batch_size, sampler=indices,
             num_workers=workers, collate_fn=collate, drop_last=True, pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(t.seed * 1000 + epoch), worker_init_fn=_worker_init,
             persistent_workers=False,
         )
 
     def fit(self) -> dict[str, float]:
-        """Run the remaining epochs; returns the last epoch's averaged metrics."""
+        """Run the remaining epochs; returns the last epoch's averaged metrics.
+
+        Ctrl-C (SIGINT, or the SIGTERM torchrun sends its ranks) finishes the current iteration, writes a
+        checkpoint there and raises :class:`Interrupted` naming it; ``--resume`` continues from it exactly. A
+        second Ctrl-C stops at once, keeping the newest checkpoint written before.
+        """
+        with InterruptWatch(defer=True, signals=(signal.SIGINT, signal.SIGTERM)) as self.watch:
+            try:
+                return self._fit()
+            except KeyboardInterrupt as e:
+                newest = ckpt.latest_checkpoint(self.ckpt_dir)
+                kept = f"the newest checkpoint is {newest}" if newest else "no checkpoint was written"
+                raise Interrupted(f"stopped at once without saving; {kept}; "
+                                  f"continue with the same command and --resume") from e
+
+    def _fit(self) -> dict[str, float]:
         last: dict[str, float] = {}
         for epoch in range(self.start_epoch + 1, self.cfg.train.epochs + 1):
             last = self.train_epoch(epoch)
             self.scheduler.step()
-            if self.dist.is_main:
-                self._save(epoch, last)
+            saved = self._save(epoch, last) if self.dist.is_main else None
+            if self._stop_requested():
+                raise Interrupted(self._stop_note(saved, f"after epoch {epoch}"))
             if self.options.val_root is not None and (epoch % self.options.val_interval == 0
                                                       or epoch == self.cfg.train.epochs):
-                last.update(self._validate(epoch))
+                last.update(self._validate_or_stop(epoch, saved))
             barrier()
         if self.metrics is not None:
             self.metrics.close()
         return last
 
+    def _stop_requested(self) -> bool:
+        """Whether Ctrl-C was pressed on any rank (all ranks take part, so that they stop together)."""
+        return any_rank(self.watch.requested, self.device)
+
+    def _stop_note(self, saved: Path | None, where: str) -> str:
+        if saved is None:  # ranks other than 0 write nothing
+            return f"rank {self.dist.rank} stopped {where}"
+        return f"saved {saved} {where}; continue with the same command and --resume"
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over this rank's share of the epoch; returns metrics averaged over iterations and ranks."""
+        """One pass over this rank's share of the epoch; returns metrics averaged over iterations and ranks.
+
+        A resumed epoch starts after the iterations its checkpoint recorded, with their metric sums.
+        """
         self.net.train()
         iterations = self.iterations_per_epoch
-        if iterations < 1:
-            raise ConfigError(f"samples per epoch {self.cfg.train.samples_per_epoch} give no full batch of "
-                              f"{self.cfg.train.batch_size} per rank on {self.dist.world_size} ranks")
+        first = self.start_step if epoch == self.start_epoch + 1 else 0
         if self.callbacks.on_epoch_start:
             self.callbacks.on_epoch_start(epoch, iterations)
-        sums: dict[str, float] = {}
+        sums: dict[str, float] = dict(self.resumed_sums) if first else {}
         start = time.perf_counter()
-        for i, batch in enumerate(self._loader(epoch)):
+        for i, batch in enumerate(self._loader(epoch, first), start=first):
             stats = self.train_step(batch)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
             self.global_step += 1
-            rate = (i + 1) * self.cfg.train.batch_size * self.dist.world_size / (time.perf_counter() - start)
+            rate = (i + 1 - first) * self.cfg.train.batch_size * self.dist.world_size / (time.perf_counter() - start)
             if self.callbacks.on_step:
                 self.callbacks.on_step(StepInfo(epoch, i + 1, iterations, stats, rate))
             if self.metrics is not None and self.options.log_interval and self.global_step % self.options.log_interval == 0:
                 self.metrics.write("iter", self.global_step, {"epoch": epoch, **stats})
+            if i + 1 < iterations and self._stop_requested():
+                saved = self._save_step(epoch, i + 1, sums) if self.dist.is_main else None
+                raise Interrupted(self._stop_note(saved, f"at epoch {epoch}, iteration {i + 1} of {iterations}"))
         means = {k: v / iterations for k, v in sums.items()}
         means["skipped"] = sums.get("skipped", 0.0)
         means = average_across_ranks(means, self.device)
         elapsed = time.perf_counter() - start
         means.update({f"lr_{name}": g["lr"] for name, g in zip(GROUP_NAMES, self.optimizer.param_groups, strict=True)})
-        means.update({"samples_per_second": iterations * self.cfg.train.batch_size * self.dist.world_size / elapsed,
-                      "epoch_seconds": elapsed})
+        means.update({"samples_per_second": (iterations - first) * self.cfg.train.batch_size * self.dist.world_size
+                      / elapsed, "epoch_seconds": elapsed})
         if self.metrics is not None:
             self.metrics.write("epoch", epoch, means)
         if self.callbacks.on_epoch_end:
@@ -278,12 +322,29 @@ class Trainer:
         stats["skipped"] = float(batch["skipped"].sum())
         return stats
 
-    def _save(self, epoch: int, metrics: dict[str, float]) -> None:
-        ckpt.save_training_state(self.ckpt_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                 epoch=epoch, config_name=self.cfg.name, scaler=self.scaler, metrics=metrics,
-                                 keep=self.options.keep)
+    def _save(self, epoch: int, metrics: dict[str, float]) -> Path:
+        path = ckpt.save_training_state(self.ckpt_dir, model=self.model, optimizer=self.optimizer,
+                                        scheduler=self.scheduler, epoch=epoch, config_name=self.cfg.name,
+                                        scaler=self.scaler, metrics=metrics, keep=self.options.keep)
         if ckpt.save_official_now(epoch, self.cfg.train.epochs):
             ckpt.save_official(self.ckpt_dir / ckpt.official_name(epoch), self.model, epoch)
+        return path
+
+    def _save_step(self, epoch: int, step: int, sums: dict[str, float]) -> Path:
+        """The checkpoint inside ``epoch`` after ``step`` iterations (Ctrl-C), with the epoch's running sums."""
+        return ckpt.save_training_state(self.ckpt_dir, model=self.model, optimizer=self.optimizer,
+                                        scheduler=self.scheduler, epoch=epoch - 1, step=step, epoch_sums=sums,
+                                        config_name=self.cfg.name, scaler=self.scaler, keep=self.options.keep)
+
+    def _validate_or_stop(self, epoch: int, saved: Path | None) -> dict[str, float]:
+        """Validation, which Ctrl-C stops at once: the epoch's checkpoint is already written."""
+        self.watch.defer = False
+        try:
+            return self._validate(epoch)
+        except KeyboardInterrupt as e:
+            raise Interrupted(self._stop_note(saved, f"after epoch {epoch} (its validation was cut short)")) from e
+        finally:
+            self.watch.defer = True
 
     def _validate(self, epoch: int) -> dict[str, float]:
         if not self.dist.is_main:
@@ -303,5 +364,6 @@ class Trainer:
 def _worker_init(worker_id: int) -> None:
     import cv2
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
     cv2.setNumThreads(1)
     torch.set_num_threads(1)

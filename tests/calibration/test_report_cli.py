@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -12,10 +13,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from grm.calibration import main
 from grm.calibration.cli import app
 from grm.calibration.evaluate import FrameComparison, SequenceComparison
 from grm.calibration.metrics import auc_and_precision
 from grm.calibration.report import NO_DECISIONS, build_report, format_table, write_report
+from tests.badinput import check_one_line_failure, run_main
 
 runner = CliRunner()
 
@@ -57,14 +60,20 @@ def test_gate_fails_when_int8_loses_more_than_allowed(tmp_path: Path) -> None:
 
 
 def test_cli_writes_model_and_report_and_fails_the_gate(tiny_onnx: Path, synth_root: Path, tmp_path: Path) -> None:
+    """A failed gate keeps the model only as <stem>.gate-failed.onnx beside its report (exit 1); a passing one
+    writes --output and <output>.report.json."""
     out = tmp_path / "int8.onnx"
     args = ["--model", str(tiny_onnx), "--data", str(synth_root), "--output", str(out), "--samples", "8",
             "--threads", "1", "--max-auc-drop", "-100"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert "exceeds --max-auc-drop -100.00" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    report = json.loads((tmp_path / "int8.report.json").read_text())
-    assert out.is_file() and report["held_out"] == ["synthB"] and report["calibration"]["sequences"] == ["synthA"]
+    assert f"kept as {tmp_path / 'int8.gate-failed.onnx'}" in result.stderr
+    assert not out.exists() and not (tmp_path / "int8.report.json").exists()
+    report = json.loads((tmp_path / "int8.gate-failed.report.json").read_text())
+    assert report["int8_model"] == str(tmp_path / "int8.gate-failed.onnx")
+    assert (tmp_path / "int8.gate-failed.onnx").is_file()
+    assert report["held_out"] == ["synthB"] and report["calibration"]["sequences"] == ["synthA"]
     assert report["gate"]["passed"] is False
     assert len(report["overall"]["decision_agreement"]) == 3
     assert report["sequences"]["synthB"]["frames"] == 20
@@ -74,10 +83,13 @@ def test_cli_writes_model_and_report_and_fails_the_gate(tiny_onnx: Path, synth_r
     again = runner.invoke(app, [*args[:-1], "100"])
     assert again.exit_code == 0, again.output
     assert "crops from cache" in again.stdout
+    assert out.is_file() and json.loads((tmp_path / "int8.report.json").read_text())["int8_model"] == str(out)
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
 @pytest.mark.parametrize("case", ["int8_model", "not_onnx", "empty_data", "bad_frame"])
-def test_cli_user_errors_are_one_line(case: str, tiny_onnx: Path, synth_root: Path, tmp_path: Path, tiny_int8) -> None:
+def test_cli_user_errors_are_one_line(case: str, tiny_onnx: Path, synth_root: Path, tmp_path: Path, tiny_int8,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
     model, data = tiny_onnx, synth_root
     if case == "int8_model":
         model = tiny_int8.output
@@ -91,14 +103,11 @@ def test_cli_user_errors_are_one_line(case: str, tiny_onnx: Path, synth_root: Pa
         data = tmp_path / "data"
         shutil.copytree(synth_root, data)
         (data / "synthA" / "img" / "0002.png").write_bytes(b"broken")
-    result = runner.invoke(app, ["--model", str(model), "--data", str(data), "--output", str(tmp_path / "o.onnx"),
-                                 "--samples", "4", "--threads", "1"])  # fmt: skip
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("grm-calibrate: error: ")
+    result = run_main(main, ["--model", str(model), "--data", str(data), "--output", str(tmp_path / "o.onnx"),
+                             "--samples", "4", "--threads", "1"], capsys)  # fmt: skip
     expected = {"int8_model": "calibration starts from the FP32 export", "not_onnx": "not an ONNX file",
                 "empty_data": "no sequences in", "bad_frame": "cannot be decoded"}  # fmt: skip
-    assert expected[case] in lines[0]
+    check_one_line_failure(result, 2, "grm-calibrate", ["grm-calibrate: error: ", expected[case]])
     assert not (tmp_path / "o.onnx").exists()
 
 
@@ -112,27 +121,42 @@ def test_calibration_never_imports_torch() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_engine_hand_off_reports_a_missing_tensorrt_in_one_line(tiny_int8, tmp_path: Path) -> None:
-    import importlib.util
-
-    from grm.calibration.pipeline import build_engine, engine_command
+def test_engine_without_tensorrt_is_one_line_naming_the_packages(tiny_int8, tmp_path: Path, monkeypatch) -> None:
+    from grm.calibration.pipeline import build_engine
     from grm.runtime.errors import BackendUnavailableError
 
-    if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("tensorrt is installed; the GPU test below covers the build")
-    command = engine_command(tiny_int8.output, tmp_path / "t.plan")
-    assert command[0] == sys.executable and command[-2:] == [str(tiny_int8.output), str(tmp_path / "t.plan")]
-    with pytest.raises(BackendUnavailableError, match="TensorRT engine build failed: .*tensorrt") as info:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendUnavailableError, match="needs the tensorrt package.*pip install tensorrt") as info:
         build_engine(tiny_int8.output, tmp_path / "t.plan")
-    assert "\n" not in str(info.value) and not (tmp_path / "t.plan").exists()
+    assert "\n" not in str(info.value) and "grm-tracker[" not in str(info.value)
+    assert not (tmp_path / "t.plan").exists()
+
+
+def test_engine_is_built_in_process_as_int8(tiny_int8, tmp_path: Path, monkeypatch) -> None:
+    """The calibrated Q/DQ model goes straight to the runtime's builder (no child process, no torch) and the
+    plan's manifest says int8; a fake tensorrt 10 and a fake cuda-python stand in for the GPU."""
+    from grm.calibration.pipeline import build_engine
+    from grm.runtime.backends.manifest import read_manifest
+    from tests.runtime.trt_fakes import FakeCudart, make_trt
+
+    trt = make_trt(version="10.13.0.35")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", FakeCudart())
+    plan = build_engine(tiny_int8.output)
+    assert plan == tiny_int8.output.with_suffix(".plan")
+    assert plan.read_bytes() == b"PLAN|strong|int8|tf32=False" and not trt.state.errors
+    manifest = read_manifest(plan)
+    assert manifest.metadata.precision == "int8" and manifest.metadata.config == "tiny"
+    plan.unlink()
+    plan.with_name(plan.name + ".json").unlink()
 
 
 @pytest.mark.gpu
 @pytest.mark.tensorrt
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="needs tensorrt and an NVIDIA GPU")
 def test_int8_qdq_model_builds_a_tensorrt_engine(tiny_int8, tmp_path: Path) -> None:
-    pytest.importorskip("tensorrt")
     from grm.calibration.pipeline import build_engine
-    from grm.runtime.backends.manifest import manifest_path
+    from grm.runtime.backends.manifest import read_manifest
 
     plan = build_engine(tiny_int8.output, tmp_path / "tiny_int8.plan")
-    assert plan.stat().st_size > 0 and manifest_path(plan).is_file()
+    assert plan.stat().st_size > 0 and read_manifest(plan).metadata.precision == "int8"

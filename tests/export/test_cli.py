@@ -1,4 +1,5 @@
-"""grm-export through typer's CliRunner: the happy path (via the FP16 session export) and every error path."""
+"""grm-export: the happy path (via the FP16 session export, through typer's CliRunner) and every error path (through
+the console script's ``main``, whose error boundary turns them into one line)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,28 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from grm.export import main
 from grm.export.cli import app
 from grm.export.pipeline import ExportOptions, default_onnx_name, output_paths
 from grm.runtime.errors import ConfigError
+from tests.badinput import Outcome, check_one_line_failure
 
 runner = CliRunner()
 
 
-def _one_line_error(result, *fragments: str) -> None:  # noqa: ANN001 (click Result)
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("grm-export: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
+def _main(args: list[str], env: dict[str, str] | None = None) -> Outcome:
+    """``grm-export ARGS`` through the console script's error boundary, output captured like CliRunner's."""
+    with runner.isolation(env=env) as (out, err, _):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        return Outcome(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def _one_line_error(result: Outcome, *fragments: str) -> None:
+    check_one_line_failure(result, 2, "grm-export", ["grm-export: error: ", *fragments])
 
 
 def test_export_prints_summary_and_writes_report(tiny_fp16_cli) -> None:
@@ -45,22 +54,21 @@ def test_help_explains_weights_and_options() -> None:
 
 
 def test_missing_and_unknown_config() -> None:
-    _one_line_error(runner.invoke(app, ["--fp16"]), "--config is required", "vitb_256")
-    _one_line_error(runner.invoke(app, ["--config", "vitb256"]), "unknown config 'vitb256'", "did you mean 'vitb_256'")
+    _one_line_error(_main(["--fp16"]), "--config is required", "vitb_256")
+    _one_line_error(_main(["--config", "vitb256"]), "unknown config 'vitb256'", "did you mean 'vitb_256'")
 
 
 def test_missing_weights_names_file_and_remedies(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["--config", "vitb_256", "--fp16"], env={"GRM_HOME": str(tmp_path)})
+    result = _main(["--config", "vitb_256", "--fp16"], env={"GRM_HOME": str(tmp_path)})
     _one_line_error(result, str(tmp_path / "weights" / "vitb_256.pth.tar"), "--checkpoint PATH", "fetch --from-zip")
 
 
 def test_bad_output_and_opset(tiny_checkpoint: Path, tmp_path: Path) -> None:
     base = ["--config", "tiny", "--checkpoint", str(tiny_checkpoint)]
-    _one_line_error(
-        runner.invoke(app, [*base, "--output", str(tmp_path / "m.txt")]), "must end in .onnx, .plan or .engine"
+    _one_line_error(_main([*base, "--output", str(tmp_path / "m.txt")]), "must end in .onnx, .plan or .engine"
     )
-    _one_line_error(runner.invoke(app, [*base, "--opset", "17"]), "opset 17 is not supported")
-    _one_line_error(runner.invoke(app, [*base, "--checkpoint", str(tmp_path / "x.pth")]), "checkpoint not found")
+    _one_line_error(_main([*base, "--opset", "17"]), "opset 17 is not supported")
+    _one_line_error(_main([*base, "--checkpoint", str(tmp_path / "x.pth")]), "checkpoint not found")
 
 
 def test_engine_without_tensorrt_fails_before_exporting(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -68,7 +76,7 @@ def test_engine_without_tensorrt_fails_before_exporting(tiny_checkpoint: Path, t
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     plan = tmp_path / "tiny.plan"
-    result = runner.invoke(app, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(plan)])
+    result = _main(["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(plan)])
     _one_line_error(result, "needs the tensorrt package", "pip install tensorrt", "leaving out --engine")
     assert list(tmp_path.iterdir()) == []
 
@@ -97,20 +105,17 @@ def test_fetch_from_zip_fills_the_store(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"vitb_256_got: {home / 'weights' / 'vitb_256_got.pth.tar'}" in result.stdout
     assert (home / "weights" / "vitb_256_got.pth.tar").read_bytes() == b"weights"
-    _one_line_error(
-        runner.invoke(app, ["fetch", "--from-zip", str(archive), "--config", "vitl_320"]), "holds no vitl_320_ep300"
+    _one_line_error(_main(["fetch", "--from-zip", str(archive), "--config", "vitl_320"]), "holds no vitl_320_ep300"
     )
 
 
 def test_fetch_argument_errors(tmp_path: Path) -> None:
-    _one_line_error(runner.invoke(app, ["fetch"]), "exactly one of --from-zip PATH or --url URL")
+    _one_line_error(_main(["fetch"]), "exactly one of --from-zip PATH or --url URL")
     both = ["fetch", "--from-zip", "a.zip", "--url", "http://127.0.0.1:9/x.zip"]
-    _one_line_error(runner.invoke(app, both), "exactly one of")
-    _one_line_error(
-        runner.invoke(app, ["fetch", "--url", "http://127.0.0.1:9/w.pth.tar"]), "needs exactly one --config"
+    _one_line_error(_main(both), "exactly one of")
+    _one_line_error(_main(["fetch", "--url", "http://127.0.0.1:9/w.pth.tar"]), "needs exactly one --config"
     )
-    _one_line_error(
-        runner.invoke(app, ["fetch", "--from-zip", str(tmp_path / "none.zip")]), "release archive not found"
+    _one_line_error(_main(["fetch", "--from-zip", str(tmp_path / "none.zip")]), "release archive not found"
     )
 
 
@@ -133,7 +138,7 @@ def test_fetch_url_downloads_one_checkpoint_into_the_store(tmp_path: Path) -> No
         result = runner.invoke(app, args, env={"GRM_HOME": str(home)})
         assert result.exit_code == 0, result.output
         assert (home / "weights" / "vitb_256.pth.tar").read_bytes() == payload
-        bad = runner.invoke(app, [*args[:5], "--sha256", "0" * 64], env={"GRM_HOME": str(tmp_path / "h2")})
+        bad = _main([*args[:5], "--sha256", "0" * 64], env={"GRM_HOME": str(tmp_path / "h2")})
         _one_line_error(bad, "expected 0000")
     finally:
         server.shutdown()

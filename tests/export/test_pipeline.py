@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from grm.export import parity, pipeline
-from grm.export.tensorrt_build import BuildPlan, EngineBuild
+from grm.export.metadata import read_metadata
 from grm.runtime import contract
+from grm.runtime.backends.trt_build import BuildPlan, EngineBuild
 from grm.runtime.errors import ParityError
 
 
@@ -19,6 +20,7 @@ class _OrtAsEngine:
 
     def __init__(self, onnx_path: Path, offset_error: float) -> None:
         self.run_onnx = parity.ort_runner(parity.open_session(onnx_path, threads=1))
+        self.metadata = read_metadata(onnx_path)
         self.offset_error = offset_error
         self.closed = False
 
@@ -33,8 +35,11 @@ class _OrtAsEngine:
 
 def _fake_engine(monkeypatch: pytest.MonkeyPatch, offset_error: float) -> list[_OrtAsEngine]:
     opened: list[_OrtAsEngine] = []
+    built_from: dict[Path, Path] = {}
 
     def build_engine(onnx_path, plan_path, workspace_bytes, timing_cache):  # noqa: ANN001, ANN202
+        assert Path(onnx_path).is_file() and not Path(onnx_path).name.startswith(".")  # the verified, final ONNX
+        built_from[Path(plan_path)] = Path(onnx_path)
         Path(plan_path).write_bytes(b"plan")
         manifest = Path(str(plan_path) + ".json")
         manifest.write_text("{}")
@@ -42,7 +47,7 @@ def _fake_engine(monkeypatch: pytest.MonkeyPatch, offset_error: float) -> list[_
 
     def open_model(path, backend, config):  # noqa: ANN001, ANN202
         assert backend == "tensorrt" and config == "tiny"
-        opened.append(_OrtAsEngine(Path(path).with_suffix(".onnx"), offset_error))
+        opened.append(_OrtAsEngine(built_from[Path(path)], offset_error))
         return opened[-1]
 
     monkeypatch.setattr(pipeline, "import_tensorrt", lambda: None)
@@ -70,10 +75,15 @@ def test_engine_is_verified_against_pytorch(
 
 
 def test_engine_beyond_tolerance_fails(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A plan that fails parity never reaches t.plan: it is kept as t.parity-failed.plan beside its report."""
     _fake_engine(monkeypatch, offset_error=3e-3)
     options = pipeline.ExportOptions(config="tiny", checkpoint=tiny_checkpoint, output=tmp_path / "t.plan", threads=1)
     with pytest.raises(
-        ParityError, match=r"TensorRT 10.13.0 engine .*t.plan disagrees with PyTorch: offset_map max abs"
+        ParityError, match=r"TensorRT 10.13.0 engine .*t\.parity-failed\.plan disagrees with PyTorch: offset_map max abs"
     ):
         pipeline.run_export(options)
-    assert json.loads((tmp_path / "t.plan.parity.json").read_text())["passed"] is False
+    report = json.loads((tmp_path / "t.parity-failed.plan.parity.json").read_text())
+    assert report["passed"] is False and report["model"] == str(tmp_path / "t.parity-failed.plan")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.onnx", "t.parity-failed.plan", "t.parity-failed.plan.json", "t.parity-failed.plan.parity.json",
+        "t.parity.json"]  # the ONNX passed and is kept; no plan at t.plan, no temporary file left

@@ -88,7 +88,7 @@ def test_zip_that_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "other.pth"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("x", pickle.dumps({"net": {}}))
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="zip archive but not a PyTorch checkpoint"):
         read_checkpoint(path)
 
 
@@ -121,7 +121,7 @@ def test_missing_and_corrupt_files(tmp_path):
         load_checkpoint(tmp_path / "nope.pth.tar")
     corrupt = tmp_path / "corrupt.pth.tar"
     corrupt.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint"):
         load_checkpoint(corrupt)
 
 

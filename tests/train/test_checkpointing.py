@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from grm.runtime.errors import CheckpointError
+from grm.runtime.errors import CheckpointError, Interrupted
 from grm.train import checkpointing as ckpt
 from grm.train.checkpoint import load_checkpoint, read_checkpoint
 from grm.train.data.sources import DatasetRoots
 from grm.train.monitor import read_metrics
-from grm.train.trainer import Callbacks, Trainer, TrainOptions
+from grm.train.trainer import Callbacks, StepInfo, Trainer, TrainOptions
 
 
 class _Crash(Exception):
@@ -48,6 +50,56 @@ def test_resume_reproduces_the_uninterrupted_run(synth_root, tmp_path):
         assert a[1][key] == b[1][key], key
     state_a, state_b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def _ctrl_c_at(epoch_n: int, iteration_n: int) -> Callbacks:
+    """Send this process a real SIGINT right after the given iteration, as a terminal's Ctrl-C would."""
+
+    def step(info: StepInfo) -> None:
+        if (info.epoch, info.iteration) == (epoch_n, iteration_n):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return Callbacks(on_step=step)
+
+
+def test_ctrl_c_mid_epoch_saves_the_step_and_resume_is_exact(synth_root, tmp_path):
+    """Ctrl-C inside epoch 2 saves there; --resume continues with the same data, optimiser, schedule and RNG."""
+    opts = {"samples_per_epoch": 8}  # 4 iterations per epoch
+    full = Trainer(_options(synth_root, tmp_path / "full", **opts))
+    full.fit()
+    with pytest.raises(Interrupted, match=r"saved .*checkpoint_0002_step000002\.pt at epoch 2, iteration 2 of 4; "
+                                          r"continue with the same command and --resume"):
+        Trainer(_options(synth_root, tmp_path / "cut", **opts), callbacks=_ctrl_c_at(2, 2)).fit()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+    names = [p.name for p in ckpt.project_checkpoints(tmp_path / "cut" / "checkpoints")]
+    assert names == ["checkpoint_0001.pt", "checkpoint_0002_step000002.pt"]
+    resumed = Trainer(_options(synth_root, tmp_path / "cut", resume=True, **opts))
+    assert (resumed.start_epoch, resumed.start_step, resumed.global_step) == (1, 2, 6)
+    resumed.fit()
+    a = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    b = read_metrics(tmp_path / "cut" / "metrics.jsonl")
+    assert [(r["kind"], r["step"]) for r in a] == [(r["kind"], r["step"]) for r in b]  # no iteration twice
+    epoch_a, epoch_b = (r for r in a if r["kind"] == "epoch" and r["step"] == 2), (
+        r for r in b if r["kind"] == "epoch" and r["step"] == 2)
+    row_a, row_b = next(epoch_a), next(epoch_b)
+    for key in ("loss", "giou", "l1", "focal", "iou", "lr_head", "skipped"):
+        assert row_a[key] == row_b[key], key
+    state_a, state_b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    opt_a, opt_b = full.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"]) for i in opt_a)
+    assert full.scheduler.state_dict() == resumed.scheduler.state_dict()
+
+
+def test_checkpoint_names_sort_in_training_order(tmp_path):
+    for name in ("checkpoint_0002.pt", "checkpoint_0003_step000010.pt", "checkpoint_0001.pt",
+                 "checkpoint_0002_step000005.pt", "checkpoint_0003.pt", "notes.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in ckpt.project_checkpoints(tmp_path)] == [
+        "checkpoint_0001.pt", "checkpoint_0002_step000005.pt", "checkpoint_0002.pt", "checkpoint_0003_step000010.pt",
+        "checkpoint_0003.pt"]
+    assert ckpt.checkpoint_name(2, 10) == "checkpoint_0003_step000010.pt" and ckpt.checkpoint_name(3) == (
+        "checkpoint_0003.pt")
 
 
 def test_official_export_loads_strictly(synth_root, tmp_path):

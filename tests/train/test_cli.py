@@ -7,9 +7,11 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from grm.train import main
 from grm.train.checkpoint import load_checkpoint
 from grm.train.cli import app, torchrun_command
 from grm.train.monitor import read_metrics
+from tests.badinput import check_one_line_failure, run_main
 
 runner = CliRunner()
 
@@ -26,19 +28,17 @@ def test_synth_writes_the_got10k_layout(tmp_path):
     assert len((seq / "absence.label").read_text().split()) == n == len((seq / "cover.label").read_text().split())
 
 
-def test_user_errors_are_one_line_and_exit_2(tmp_path):
-    result = runner.invoke(app, ["synth", "--output", str(tmp_path), "--sequences", "1", "--min-frames", "5"])
-    assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("grm-train: error: need 20 <=")
-    result = runner.invoke(app, ["--config", "tiny", "--output", str(tmp_path / "run"), "--data-root",
-                                 str(tmp_path / "missing"), "--no-progress"], env={"GRM_GOT10K_DIR": ""})
-    assert result.exit_code == 2
-    assert "error: GOT-10k root" in result.output and "Traceback" not in result.output
-    result = runner.invoke(app, ["--config", "tinny", "--output", str(tmp_path / "run")])
-    assert result.exit_code == 2 and "did you mean 'tiny'" in result.output
-    result = runner.invoke(app, ["--config", "tiny"])
-    assert result.exit_code == 2 and "--output is required" in result.output
-    result = runner.invoke(app, ["export", str(tmp_path / "nope.pt"), str(tmp_path / "out.pth.tar")])
-    assert result.exit_code == 2 and "checkpoint not found" in result.output
+def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    def fails(argv, *fragments):  # noqa: ANN001, ANN202
+        check_one_line_failure(run_main(main, argv, capsys), 2, "grm-train", ["grm-train: error: ", *fragments])
+
+    fails(["synth", "--output", str(tmp_path), "--sequences", "1", "--min-frames", "5"], "need 20 <=")
+    monkeypatch.setenv("GRM_GOT10K_DIR", "")
+    fails(["--config", "tiny", "--output", str(tmp_path / "run"), "--data-root", str(tmp_path / "missing"),
+           "--no-progress"], "GOT-10k root")
+    fails(["--config", "tinny", "--output", str(tmp_path / "run")], "did you mean 'tiny'")
+    fails(["--config", "tiny"], "--output is required")
+    fails(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out.pth.tar")], "checkpoint not found")
 
 
 def test_torchrun_command_forwards_options():
