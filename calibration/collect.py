@@ -26,6 +26,7 @@ from grm.calibration.sequences import TrackSequence
 from grm.runtime import contract
 from grm.runtime.atomic import atomic_path, atomic_write_text
 from grm.runtime.backends.base import Backend
+from grm.runtime.backends.io_check import fill_rows
 from grm.runtime.errors import InputError
 from grm.runtime.params import ModelMetadata
 from grm.runtime.tracker import Tracker
@@ -68,6 +69,18 @@ class CalibrationSet:
             contract.SEARCH: self.search[i][None],
             contract.THRESHOLD: np.array([self.threshold], dtype=np.float32),
         }
+
+    def feed_rows(self, indices: Sequence[int], rows: int = 1) -> dict[str, NDArray[np.float32]]:
+        """Network inputs of samples ``indices`` stacked row by row, padded to ``rows`` rows by repeating the
+        last sample: a static batch-N model takes exactly N rows (``rows`` 0 or fewer than ``indices``: no padding).
+        """
+        feeds = [self.feed(i) for i in indices]
+        stacked = {}
+        for name in feeds[0]:
+            rows_in = np.concatenate([f[name] for f in feeds])
+            stacked[name] = np.empty((max(rows, len(feeds)), *rows_in.shape[1:]), dtype=np.float32)
+            fill_rows(stacked[name], rows_in, len(feeds), name)
+        return stacked
 
     def feeds(self) -> Iterator[dict[str, NDArray[np.float32]]]:
         """Every sample's network inputs in order."""
@@ -244,8 +257,3 @@ def load_or_collect(
     if cache_dir is not None:
         save(calib, cache_dir)
     return calib, False
-
-
-def frames_to_track(plan: Mapping[str, list[int]]) -> int:
-    """Frames the collection will read (for a progress bar): each sequence up to its last planned frame."""
-    return sum(frames[-1] + 1 for frames in plan.values())

@@ -21,6 +21,7 @@ from grm.export.weights import RELEASE_ZIP, fill_from_zip, grm_home, store_path
 from grm.runtime.backends.trt_build import DEFAULT_WORKSPACE_BYTES, BatchProfile
 from grm.runtime.cliapp import EXIT_GATE, one_line, stderr_logging
 from grm.runtime.errors import ConfigError, Interrupted, ParityError
+from grm.runtime.progress import StageBars, next_step, wrote
 from grm.train.config import CONFIGS, get_config
 
 HELP = (
@@ -127,32 +128,18 @@ def export(
         timing_cache=timing_cache, threads=threads,
         batch=parse_batch(batch), batch_profile=batch_profile(batch_min, batch_opt, batch_max),
     )  # fmt: skip
-    bar: dict[str, tqdm] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage not in bar:
-            bar[stage] = tqdm(total=total, desc=stage, leave=False, disable=None)
-        bar[stage].update(done - bar[stage].n)
-
-    try:
-        with stderr_logging("grm-export"):
-            result = run_export(options, progress)
+    try:  # stage notes on stdout as each stage starts; bars only on a terminal
+        with stderr_logging("grm-export", logging.INFO, notes_to_stdout=True), StageBars() as bars:
+            result = run_export(options, bars.reach)
     except ParityError as e:  # a failed gate, not bad input: exit 1
         typer.echo(f"grm-export: error: {one_line(str(e))}", err=True)
         raise typer.Exit(EXIT_GATE) from e
-    finally:
-        for b in bar.values():
-            b.close()
-    meta = result.onnx.metadata
-    batched = "" if meta.batch == 1 else f", batch {meta.batch or 'dynamic'}"
-    typer.echo(f"wrote {result.onnx.path} ({meta.precision}, opset {opset}{batched})")
-    if result.report is not None:
-        typer.echo("\n".join(result.report.summary_lines()))
-        typer.echo(f"parity report: {result.report_path}")
-    if result.engine is not None:
-        typer.echo(
-            f"wrote {result.engine.plan} and {result.engine.manifest} (TensorRT {result.engine.tensorrt_version})"
-        )
+    for report in (result.report, result.engine_report):
+        if report is not None:
+            typer.echo("\n".join(report.summary_lines()))
+    for path, what in result.written():
+        typer.echo(wrote(path, what))
+    typer.echo(next_step(result.next_command()))
 
 
 @app.command(help=f"Fill the weights store from the official {RELEASE_ZIP} or by downloading it (resumable).")

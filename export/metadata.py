@@ -28,8 +28,10 @@ def build_metadata(
     checkpoint_sha256: str,
     outputs_masks: bool,
     extra: dict[str, Any] | None = None,
+    batch: int = 1,
 ) -> ModelMetadata:
-    """Everything the runtime needs to track with the exported model, plus where it came from."""
+    """Everything the runtime needs to track with the exported model, plus where it came from; ``batch`` is the
+    model's leading dimension (0 = dynamic)."""
     if precision not in PRECISIONS:
         raise ArtifactMismatchError(f"precision {precision!r} is not one of {PRECISIONS}")
     return ModelMetadata(
@@ -41,6 +43,7 @@ def build_metadata(
         checkpoint_sha256=checkpoint_sha256,
         outputs_masks=outputs_masks,
         depth=config.model.depth,
+        batch=batch,
         extra=dict(extra or {}),
     )
 

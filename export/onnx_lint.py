@@ -4,13 +4,17 @@ Rules (each violation is one :class:`LintIssue`):
 
 * opset of the default domain >= :data:`MIN_OPSET` (LayerNormalization is one node from 17 on);
 * every graph input and output, and every inferred intermediate shape, has only fixed positive dims
-  (a symbolic dim such as ``u0`` is an unbacked, data-dependent size);
+  (a symbolic dim such as ``u0`` is an unbacked, data-dependent size). A dynamic-batch model
+  (``dynamic_batch=True``, metadata batch 0) may also have the symbol :data:`BATCH_DIM`: as the leading dim of
+  every input and output, and inside intermediate shapes;
 * no op from :data:`DENIED_OPS`: data-dependent output shapes (NonZero, Unique, Compress, NonMaxSuppression),
   control flow (If, Loop, Scan), sequences, randomness, and shape arithmetic left in the graph (Shape, Size);
 * shape-like inputs (Reshape's shape, TopK's k, Slice's starts/ends, Range, Expand, Tile ...) are constants,
-  so a ``Where`` or ``TopK`` can never be driven by a runtime-computed shape;
+  so a ``Where`` or ``TopK`` can never be driven by a runtime-computed shape. In a dynamic-batch model
+  ``Shape`` is allowed and shape-like inputs may also be computed from ``Shape`` outputs and constants
+  (never from tensor data);
 * in an FP16 graph, no ``Cast(to=FLOAT)`` whose FP32 output meets FP16 operands of its consumer (the
-  converter pitfall of DEPLOY-NOTES section 4) and the graph type-checks in strict mode;
+  converter pitfall in docs/deployment.md, FP16) and the graph type-checks in strict mode;
 * Q/DQ nodes carry an explicit int8 zero point equal to 0 (TensorRT quantisation is symmetric int8).
 """
 
@@ -68,6 +72,8 @@ SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
     "OneHot": (1,),
 }
 FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
+BATCH_DIM = "batch"
+"""Name of the leading dimension of a dynamic-batch export (``grm-export --batch dynamic``)."""
 
 
 @dataclass(frozen=True)
@@ -88,25 +94,29 @@ def load_graph_only(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
     return onnx.load(str(model), load_external_data=False)
 
 
-def lint(model: onnx.ModelProto | str | Path, precision: str | None = None) -> list[LintIssue]:
-    """Every rule violation of ``model``; ``precision`` "fp16" enables the FP16 rules (auto-detected if None)."""
+def lint(
+    model: onnx.ModelProto | str | Path, precision: str | None = None, dynamic_batch: bool = False
+) -> list[LintIssue]:
+    """Every rule violation of ``model``; ``precision`` "fp16" enables the FP16 rules (auto-detected if None);
+    ``dynamic_batch`` accepts the :data:`BATCH_DIM` leading dimension and the shape arithmetic it needs."""
     proto = load_graph_only(model)
-    issues = _check_opset(proto) + _check_io_static(proto) + _check_ops(proto.graph) + _check_qdq(proto.graph)
+    issues = _check_opset(proto) + _check_io_static(proto, dynamic_batch) + _check_ops(proto.graph, dynamic_batch)
+    issues += _check_qdq(proto.graph)
     inferred, error = _infer(proto)
-    issues += _check_value_info_static(inferred)
+    issues += _check_value_info_static(inferred, dynamic_batch)
     is_fp16 = precision == "fp16" or (precision is None and _has_fp16_weights(proto.graph))
     if is_fp16:
         issues += _check_fp16(inferred, error)
     return issues
 
 
-def check(model: onnx.ModelProto | str | Path, precision: str | None = None) -> None:
+def check(model: onnx.ModelProto | str | Path, precision: str | None = None, dynamic_batch: bool = False) -> None:
     """Raise if :func:`lint` finds anything.
 
     Raises:
         ArtifactMismatchError: one line listing every violation.
     """
-    issues = lint(model, precision)
+    issues = lint(model, precision, dynamic_batch)
     if issues:
         listing = "; ".join(str(i) for i in issues)
         raise ArtifactMismatchError(f"ONNX lint found {len(issues)} problem(s): {listing}")
@@ -127,33 +137,37 @@ def _check_opset(model: onnx.ModelProto) -> list[LintIssue]:
     return []
 
 
-def _static_dims(value: onnx.ValueInfoProto) -> str | None:
-    """None when the value has a tensor type with only fixed positive dims, else a description of the problem."""
+def _static_dims(value: onnx.ValueInfoProto, dynamic_batch: bool = False) -> str | None:
+    """None when the value has a tensor type with only fixed positive dims (the leading one may be
+    :data:`BATCH_DIM` when ``dynamic_batch``), else a description of the problem."""
     tensor = value.type.tensor_type
     if not value.type.HasField("tensor_type"):
         return "is not a tensor"
     if not tensor.HasField("shape"):
         return "has no shape"
     dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
-    if all(isinstance(d, int) and d > 0 for d in dims):
+    if dynamic_batch and dims[:1] != [BATCH_DIM]:
+        return f"has shape {dims}; a dynamic-batch model's inputs and outputs lead with '{BATCH_DIM}'"
+    if all(isinstance(d, int) and d > 0 for d in dims[1 if dynamic_batch else 0 :]):
         return None
     return f"has a non-static shape {dims}"
 
 
-def _check_io_static(model: onnx.ModelProto) -> list[LintIssue]:
+def _check_io_static(model: onnx.ModelProto, dynamic_batch: bool = False) -> list[LintIssue]:
     issues = []
     for value in list(model.graph.input) + list(model.graph.output):
-        problem = _static_dims(value)
+        problem = _static_dims(value, dynamic_batch)
         if problem:
             issues.append(LintIssue(value.name, problem))
     return issues
 
 
-def _check_value_info_static(model: onnx.ModelProto) -> list[LintIssue]:
+def _check_value_info_static(model: onnx.ModelProto, dynamic_batch: bool = False) -> list[LintIssue]:
     issues = []
+    allowed = {BATCH_DIM} if dynamic_batch else set()
     for value in model.graph.value_info:
         tensor = value.type.tensor_type
-        symbolic = [d.dim_param for d in tensor.shape.dim if d.dim_param]
+        symbolic = [d.dim_param for d in tensor.shape.dim if d.dim_param and d.dim_param not in allowed]
         if symbolic:
             issues.append(LintIssue(value.name, f"has symbolic (data-dependent) dims {symbolic}"))
     return issues
@@ -165,11 +179,22 @@ def _constant_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def _check_ops(graph: onnx.GraphProto) -> list[LintIssue]:
-    constants = _constant_names(graph)
+def _shape_derived_names(graph: onnx.GraphProto) -> set[str]:
+    """Constants, ``Shape`` outputs, and outputs of nodes computed only from those (shape arithmetic)."""
+    names = _constant_names(graph)
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if node.op_type == "Shape" or all(i in names for i in node.input if i):
+            names.update(node.output)
+    return names
+
+
+def _check_ops(graph: onnx.GraphProto, dynamic_batch: bool = False) -> list[LintIssue]:
+    constants = _shape_derived_names(graph) if dynamic_batch else _constant_names(graph)
     issues = []
     for node in graph.node:
         label = f"{node.op_type} node {node.name or node.output[0]!r}"
+        if dynamic_batch and node.op_type == "Shape":
+            continue
         if node.op_type in DENIED_OPS:
             issues.append(LintIssue(label, f"op {node.op_type} is not allowed ({DENIED_OPS[node.op_type]})"))
         for index in SHAPE_INPUTS.get(node.op_type, ()):

@@ -4,6 +4,10 @@ Per threshold: max abs error of every map output, per-block agreement of the div
 agreement of the boxes the tracker would decode (Hann-weighted score map, :mod:`grm.runtime.decode`).
 The reference is always the FP32 PyTorch model, so the FP16 figures are "FP16 vs FP32". Tolerances live in
 :data:`TOLERANCES`, one row per precision; a report beyond them raises :class:`ParityError`.
+
+A batched model (metadata batch N, or 0 for dynamic) is run N pairs per call (:func:`parity_batch`), each call
+mixing crops and thresholds (:func:`mixed_jobs`), and every row is compared with the batch-1 PyTorch model on
+that row's own inputs: rows must not leak into each other and each row must honour its own threshold.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ from torch import nn
 from grm.export.parity_data import CropPair
 from grm.runtime import contract
 from grm.runtime.atomic import atomic_write_text
+from grm.runtime.backends.io_check import fill_rows
+from grm.runtime.backends.trt_build import BatchProfile
 from grm.runtime.decode import decode_box, hann2d
 from grm.runtime.errors import ParityError
 from grm.runtime.geometry import cxcywh_to_xywh, iou_xywh
+from grm.runtime.params import ModelMetadata
 from grm.train.model import GRM
 
 DEFAULT_THRESHOLDS = (0.0, 0.4, 0.55, 0.6)  # 0 (argmax rule) and every distinct official preset (docs/tracker.md)
+DYNAMIC_PARITY_BATCH = 3
+"""Pairs per call for a dynamic-batch model: neither 1 nor a power of two, and the last call comes out shorter."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ class ParityReport:
     thresholds: list[ThresholdStats]
     tolerance: dict[str, object]
     failures: list[str]
+    batch: int = 1
+    """Pairs per model call (thresholds mixed within a call when > 1)."""
 
     @property
     def passed(self) -> bool:
@@ -95,9 +106,10 @@ class ParityReport:
 
     def summary_lines(self) -> list[str]:
         """A short terminal summary: one line per threshold and the verdict."""
+        per_call = f", {self.batch} per call with mixed thresholds" if self.batch > 1 else ""
         lines = [
             f"parity {self.precision} {self.subject} vs {self.reference} on {len(self.pairs)} crop pairs "
-            f"from {self.data_source}"
+            f"from {self.data_source}{per_call}"
         ]
         for s in self.thresholds:
             errs = " ".join(f"{k.removesuffix('_map')} {v:.1e}" for k, v in s.max_abs.items())
@@ -129,14 +141,43 @@ def open_session(path: str | Path | bytes, threads: int = 0) -> ort.InferenceSes
 
 
 def ort_runner(session: ort.InferenceSession) -> Runner:
-    """A :data:`Runner` over an ONNX Runtime session."""
+    """A :data:`Runner` over an ONNX Runtime session; K pairs on a static batch-N model (K < N) are padded to N
+    by repeating the last row, and only the K rows asked for come back."""
     names = [o.name for o in session.get_outputs()]
-    inputs = {i.name for i in session.get_inputs()}
+    rows = {i.name: i.shape[0] if i.shape and isinstance(i.shape[0], int) else None for i in session.get_inputs()}
 
     def run(feeds: Mapping[str, NDArray[np.generic]]) -> dict[str, NDArray[np.generic]]:
-        return dict(zip(names, session.run(None, {k: v for k, v in feeds.items() if k in inputs}), strict=True))
+        count = len(feeds[contract.SEARCH])
+        padded = {k: _padded(k, v, rows[k], count) for k, v in feeds.items() if k in rows}
+        return {n: out[:count] for n, out in zip(names, session.run(None, padded), strict=True)}
 
     return run
+
+
+def _padded(name: str, value: NDArray[np.generic], rows: int | None, count: int) -> NDArray[np.generic]:
+    if rows is None or rows == len(value):
+        return value
+    buffer = np.empty((rows, *value.shape[1:]), dtype=value.dtype)
+    fill_rows(buffer, value, count, name)
+    return buffer
+
+
+def parity_batch(metadata: ModelMetadata) -> int:
+    """Pairs per parity call: a static model's batch; :data:`DYNAMIC_PARITY_BATCH` for a dynamic one (at most
+    the recorded TensorRT profile's max)."""
+    if not metadata.dynamic_batch:
+        return metadata.batch
+    profile = BatchProfile.recorded(metadata)
+    return min(DYNAMIC_PARITY_BATCH, profile.max) if profile else DYNAMIC_PARITY_BATCH
+
+
+def mixed_jobs(pairs: int, thresholds: int) -> list[tuple[int, int]]:
+    """Every (pair index, threshold index) once, ordered so that neighbours differ in pair and threshold.
+
+    Round r gives pair i threshold (i + r) mod T, so consecutive jobs (one model call takes several) mix
+    crops and division thresholds.
+    """
+    return [(i, (i + r) % thresholds) for r in range(thresholds) for i in range(pairs)]
 
 
 def compare(
@@ -146,29 +187,45 @@ def compare(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     decisions_run: Runner | None = None,
     progress: Callable[[int, int], None] | None = None,
+    batch: int = 1,
 ) -> list[ThresholdStats]:
     """Run the exported model and PyTorch on every pair and threshold, both on the tracker's feeds.
 
+    ``batch`` pairs go into each call of ``run`` (in :func:`mixed_jobs` order, the last call possibly shorter);
+    each row is compared with the batch-1 PyTorch model on that row's inputs and threshold.
     ``decisions_run`` supplies the decisions when ``run`` has no ``decisions`` output (without either, decision
-    agreement is not measured); ``progress`` is called with (runs done, total runs). ``model`` runs in eval
+    agreement is not measured); ``progress`` is called with (pairs done, total pairs). ``model`` runs in eval
     mode and is left in the mode it came in.
     """
-    total, done = len(thresholds) * len(pairs), 0
-    stats = []
+    jobs = mixed_jobs(len(pairs), len(thresholds))
+    results: dict[tuple[int, int], tuple[Mapping[str, NDArray[np.generic]], Mapping[str, NDArray[np.generic]]]] = {}
     with _eval_mode(model):
-        for threshold in thresholds:
-            acc = _Accumulator(threshold)
-            for pair in pairs:
-                feeds = pair.feeds(threshold)
-                got = dict(run(feeds))
-                if contract.DECISIONS not in got and decisions_run is not None:
-                    got[contract.DECISIONS] = decisions_run(feeds)[contract.DECISIONS]
-                acc.add(_reference(model, feeds, threshold), got)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            stats.append(acc.result())
+        for start in range(0, len(jobs), max(1, batch)):
+            chunk = jobs[start : start + max(1, batch)]
+            feeds = [pairs[i].feeds(thresholds[t]) for i, t in chunk]
+            got = _run_rows(run, decisions_run, feeds)
+            for row, ((i, t), feed) in enumerate(zip(chunk, feeds, strict=True)):
+                results[i, t] = _reference(model, feed, thresholds[t]), {k: v[row : row + 1] for k, v in got.items()}
+            if progress is not None:
+                progress(start + len(chunk), len(jobs))
+    stats = []
+    for t, threshold in enumerate(thresholds):  # accumulated in one fixed order, whatever the batch
+        acc = _Accumulator(threshold)
+        for i in range(len(pairs)):
+            acc.add(*results[i, t])
+        stats.append(acc.result())
     return stats
+
+
+def _run_rows(
+    run: Runner, decisions_run: Runner | None, feeds: Sequence[Mapping[str, NDArray[np.float32]]]
+) -> dict[str, NDArray[np.generic]]:
+    """One model call on the batch-1 ``feeds`` stacked row by row (row k = feeds[k])."""
+    stacked = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+    got = dict(run(stacked))
+    if contract.DECISIONS not in got and decisions_run is not None:
+        got[contract.DECISIONS] = decisions_run(stacked)[contract.DECISIONS]
+    return got
 
 
 @contextmanager
@@ -266,8 +323,10 @@ def build_report(
     pairs: Sequence[CropPair],
     data_source: str,
     subject: str = ONNX_SUBJECT,
+    batch: int = 1,
 ) -> ParityReport:
-    """The report for one exported model; ``subject`` says what ran it (ONNX Runtime CPU, a TensorRT engine)."""
+    """The report for one exported model; ``subject`` says what ran it (ONNX Runtime CPU, a TensorRT engine),
+    ``batch`` how many pairs went into each call."""
     tolerance = TOLERANCES[precision]
     return ParityReport(
         model=str(model_path),
@@ -283,6 +342,7 @@ def build_report(
             "min_mean_iou": tolerance.min_mean_iou,
         },
         failures=failures(stats, tolerance),
+        batch=batch,
     )
 
 

@@ -29,6 +29,7 @@ from grm.runtime.backends.trt_build import (
 from grm.runtime.cliapp import writing
 from grm.runtime.errors import ConfigError, Interrupted, OutputError, ParityError
 from grm.runtime.interrupts import InterruptWatch, interrupted_by
+from grm.runtime.progress import shell_word
 from grm.train.checkpoint import load_checkpoint
 from grm.train.config import get_config
 from grm.train.model import GRM
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 ENGINE_SUFFIXES = (".plan", ".engine")
 FAILED_TAG = "parity-failed"
 Progress = Callable[[str, int, int], None]
-"""Called with (stage, done, total) during long steps (parity runs)."""
+"""Called with (stage, done, total) during long steps (parity runs); every step also logs a note as it starts."""
 Crops = tuple[list[CropPair], str]
 """Parity inputs and a description of where they come from (:func:`crop_pairs`)."""
 
@@ -74,6 +75,28 @@ class ExportResult:
     report_path: Path | None
     engine: EngineBuild | None
     engine_report: parity.ParityReport | None = None
+    engine_report_path: Path | None = None
+
+    def written(self) -> list[tuple[Path, str]]:
+        """Every file this export wrote, with what it is: model (and its external weights), reports, engine."""
+        meta = self.onnx.metadata
+        batched = "" if meta.batch == 1 else f", batch {meta.batch or 'dynamic'}"
+        files = [(self.onnx.path, f"{meta.precision}, opset {meta.opset}{batched}")]
+        if external_data_path(self.onnx.path).is_file():
+            files.append((external_data_path(self.onnx.path), "the model's weights; keep it beside the model"))
+        if self.report_path is not None:
+            files.append((self.report_path, "parity report"))
+        if self.engine is not None:
+            files.append((self.engine.plan, f"TensorRT {self.engine.tensorrt_version} engine"))
+            files.append((self.engine.manifest, "engine manifest"))
+        if self.engine_report_path is not None:
+            files.append((self.engine_report_path, "engine parity report"))
+        return files
+
+    def next_command(self) -> str:
+        """The command a user would run next: track a video with the new model (the engine when one was built)."""
+        model = self.engine.plan if self.engine is not None else self.onnx.path
+        return f"grm-run SOURCE --model {shell_word(model)} --box x,y,w,h"
 
 
 def default_onnx_name(config: str, fp16: bool, batch: int = 1) -> Path:
@@ -113,19 +136,22 @@ def run_export(options: ExportOptions, progress: Progress | None = None) -> Expo
         import_tensorrt()
         gpu_info()
     checkpoint = resolve_checkpoint(config.name, options.checkpoint, options.home)
+    log.info("loading the %s weights from %s", config.name, checkpoint)
     model = load_checkpoint(checkpoint, config)
     with InterruptWatch() as watch, scratch_files() as pending:
         steps = _ExportSteps(model, checkpoint, options, progress, watch, pending)
         try:
             exported, report, report_file = steps.onnx(onnx_path)
-            engine, engine_report = steps.engine(exported, plan_path) if plan_path is not None else (None, None)
+            engine, engine_report, engine_report_file = (
+                steps.engine(exported, plan_path) if plan_path is not None else (None, None, None)
+            )
         except (Interrupted, ParityError):
             raise
         except BaseException as e:
             if not interrupted_by(watch, e):
                 raise
             raise Interrupted(_interrupt_note(onnx_path, plan_path, steps.kept)) from e
-    return ExportResult(exported, report, report_file, engine, engine_report)
+    return ExportResult(exported, report, report_file, engine, engine_report, engine_report_file)
 
 
 @dataclass
@@ -149,9 +175,10 @@ class _ExportSteps:
         """Export to a temporary file, check parity, then rename to ``target`` (see :func:`settle`)."""
         options = self.options
         precision = "fp16" if options.fp16 else "fp32"
-        log.info("exporting %s (%s) from %s", self.model.config.name, precision, self.checkpoint)
         if options.verify:  # a bad --parity-data fails before minutes of export
+            log.info("cutting parity crops (%s)", options.parity_data or "generated clip")
             self.crops = crop_pairs(self.model.config.tracker, options.parity_data)
+        log.info("exporting %s to ONNX (%s, opset %d)", self.model.config.name, precision, options.opset)
         written = self._reserve(target)
         self.pending.append(external_data_path(written))
         with writing(target):
@@ -178,25 +205,29 @@ class _ExportSteps:
         self.kept.append(target)
         return replace(exported, path=target), report, report_file
 
-    def engine(self, exported: OnnxExport, target: Path) -> tuple[EngineBuild, parity.ParityReport | None]:
-        """Build a plan from the verified ONNX into a temporary file, check parity, then rename to ``target``."""
+    def engine(
+        self, exported: OnnxExport, target: Path
+    ) -> tuple[EngineBuild, parity.ParityReport | None, Path | None]:
+        """Build a plan from the verified ONNX into a temporary file, check parity, then rename to ``target``;
+        returns the build, its parity report and the report's path."""
         options = self.options
         written = self._reserve(target)
         self.pending.append(manifest_path(written))
+        log.info("building the TensorRT engine %s (minutes for large models)", target)
         with writing(target):
             engine = build_engine(exported.path, written, options.workspace_bytes, options.timing_cache)
         self._stop_if_requested()
-        report = None
+        report, report_file = None, None
         if options.verify:
             report = verify_engine(engine, exported, self.model, options, self.progress, name=target,
                                    crops=self.crops)
             self._stop_if_requested()
-            settle(report, written, target)
+            report_file = settle(report, written, target)
         else:
             with writing(target):
                 move_plan(written, target)
         self.kept.append(target)
-        return replace(engine, plan=target, manifest=manifest_path(target)), report
+        return replace(engine, plan=target, manifest=manifest_path(target)), report, report_file
 
     def _reserve(self, target: Path) -> Path:
         """A new hidden ``.partial`` file beside ``target`` (its folder created), removed unless renamed."""
@@ -226,6 +257,7 @@ def verify(
     ``crops``: the (pairs, source) of :func:`crop_pairs`, when already prepared.
     """
     pairs, source = crops or crop_pairs(exported.metadata.tracker, options.parity_data)
+    _log_parity_start("ONNX Runtime (CPU)", pairs)
     run = parity.ort_runner(parity.open_session(exported.path, options.threads))
     full = exported.with_decisions_graph
     decisions_run = parity.ort_runner(parity.open_session(full, options.threads)) if full else None
@@ -233,7 +265,9 @@ def verify(
     stats = parity.compare(
         run, model, pairs, decisions_run=decisions_run, progress=_stage(progress, "parity"), batch=batch
     )
-    return parity.build_report(name or exported.path, exported.metadata.precision, stats, pairs, source, batch=batch)
+    report = parity.build_report(name or exported.path, exported.metadata.precision, stats, pairs, source, batch=batch)
+    _log_parity_end(report)
+    return report
 
 
 def verify_engine(
@@ -247,6 +281,7 @@ def verify_engine(
 ) -> parity.ParityReport:
     """Parity of the built plan (run by the runtime's TensorRT backend) against PyTorch, same crops and limits."""
     pairs, source = crops or crop_pairs(exported.metadata.tracker, options.parity_data)
+    _log_parity_start("the TensorRT engine", pairs)
     backend = open_model(engine.plan, backend="tensorrt", config=exported.metadata.config)
     try:
         batch = parity.parity_batch(backend.metadata)
@@ -254,9 +289,20 @@ def verify_engine(
     finally:
         backend.close()
     subject = f"TensorRT {engine.tensorrt_version} engine"
-    return parity.build_report(
+    report = parity.build_report(
         name or engine.plan, engine.build.precision, stats, pairs, source, subject=subject, batch=batch
     )
+    _log_parity_end(report)
+    return report
+
+
+def _log_parity_start(subject: str, pairs: list[CropPair]) -> None:
+    thresholds = ", ".join(f"{t:g}" for t in parity.DEFAULT_THRESHOLDS)
+    log.info("parity of %s against PyTorch: %d crop pairs at thresholds %s", subject, len(pairs), thresholds)
+
+
+def _log_parity_end(report: parity.ParityReport) -> None:
+    log.info("parity %s", "passed" if report.passed else "FAILED (see the report)")
 
 
 def failed_path(path: Path) -> Path:

@@ -6,8 +6,11 @@ decisions from plain comparisons and expresses the three-group policy (docs/mode
 boolean mask that selects finite logits for a standard softmax, so the graph has fixed shapes, no
 argsort/TopK/NonZero and no data-dependent branch:
 
-* ``threshold`` is a graph input of shape [1]: ``threshold > 0`` selects ``p(S) < threshold`` (docs/model.md, division),
-  otherwise the argmax rule ``logp[A] > logp[S]`` (an exact tie goes to S, like the PyTorch model);
+* ``threshold`` is a graph input of shape [B], one value per template/search pair, so one call can mix dataset
+  presets: ``threshold > 0`` selects ``p(S) < threshold`` (docs/model.md, division), otherwise the argmax rule
+  ``logp[A] > logp[S]`` (an exact tie goes to S, like the PyTorch model);
+* ``batch`` fixes the leading dimension B of every input and output (0: dynamic, for ``--batch dynamic``);
+  pairs never interact, so row i of each output is what a batch-1 model computes for row i of the inputs;
 * ``attention="exact"`` (default) reproduces the official masked softmax
   ``(e*M + eps/N) / (sum(e*M) + eps)``, ``e = exp(s - rowmax(s))``, exactly: a standard softmax ``p`` of the
   scores with a finite additive mask, then a per-row correction ``p*w + (1 - w)/N`` with
@@ -64,13 +67,19 @@ class StaticGrm(nn.Module):
         with_decisions: also return the per-block division decisions.
         half: FP16 compute with FP32 islands (see module docstring).
         attention: "exact" (official eps-softmax) or "fast" (plain masked softmax), see the module docstring.
+        batch: pairs per call the graph is traced for (N >= 1), or 0 for a dynamic batch.
     """
 
-    def __init__(self, model: GRM, with_decisions: bool = False, half: bool = False, attention: str = "exact") -> None:
+    def __init__(
+        self, model: GRM, with_decisions: bool = False, half: bool = False, attention: str = "exact", batch: int = 1
+    ) -> None:
         super().__init__()
         if attention not in ATTENTION_MODES:
             raise ConfigError(f"attention {attention!r} not in {ATTENTION_MODES}")
+        if batch < 0:
+            raise ConfigError(f"batch {batch} must be >= 1, or 0 for a dynamic batch")
         self.attention = attention
+        self.batch = batch
         # Copies of the submodules (the GRM itself holds an un-copyable config): eval mode and the FP16 cast
         # must not reach the caller's model.
         self.backbone = copy.deepcopy(model.backbone)
@@ -90,7 +99,7 @@ class StaticGrm(nn.Module):
     def forward(
         self, template: Tensor, search: Tensor, threshold: Tensor, template_mask: Tensor | None = None
     ) -> StaticOutput:
-        """template (B,3,T,T), search (B,3,S,S) normalised RGB float32; threshold [1] float32.
+        """template (B,3,T,T), search (B,3,S,S) normalised RGB float32; threshold [B] float32, one per pair.
 
         ``template_mask`` (B, Nz) float32 0/1 is required by (and only read by) ``roimax``/``roiavg`` models.
         """
@@ -127,9 +136,18 @@ class StaticGrm(nn.Module):
         bool tensors, no data-dependent branch).
         """
         log_probs = attn.predict(u.float(), self.num_search, self.target_type, template_mask)
-        use_threshold = threshold > 0  # [1], broadcast
+        threshold = self._per_pair(threshold)
+        use_threshold = threshold > 0  # broadcast over the pair's search tokens
         by_threshold, by_argmax = cross_by_threshold(log_probs, threshold), cross_by_argmax(log_probs)
         return (use_threshold & by_threshold) | (~use_threshold & by_argmax)
+
+    def _per_pair(self, threshold: Tensor) -> Tensor:
+        """The threshold [B] as a (B, 1) column that broadcasts over each pair's (B, Nx) tokens.
+
+        A batch-1 model compares with the [1] input directly (it broadcasts the same way), which keeps batch-1
+        graphs node for node what they were before batching existed.
+        """
+        return threshold if self.batch == 1 else threshold.unsqueeze(-1)
 
     def _attention(self, attn: Attention, u: Tensor, cross: Tensor | None) -> Tensor:
         """Self-attention of the trained module; the query is scaled before ``q @ k^T`` (FP16 range) and the

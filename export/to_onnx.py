@@ -1,5 +1,10 @@
 """PyTorch GRM -> static-shape ONNX file with the ``grm`` metadata record, checked and linted.
 
+``batch`` sets the leading dimension of every input and output: N template/search pairs per call (default 1),
+or 0 for a dynamic batch, exported with ``dynamic_shapes`` as the symbol ``batch`` (traced at
+:data:`DYNAMIC_TRACE_BATCH` pairs, since the exporter specialises sizes 0 and 1) and linted in its
+dynamic-batch mode; everything but the batch stays static.
+
 The exporter is pinned: ``torch.onnx.export(..., dynamo=True, opset_version=...)``. The legacy TorchScript
 exporter also runs, but leaves ``Shape``/``Expand`` arithmetic that the lint rejects; the dynamo exporter
 folds every shape to a constant. The model is one file (no ``.onnx.data``) unless its weights approach
@@ -25,6 +30,8 @@ from grm.export.metadata import build_metadata, write_metadata
 from grm.export.static_model import StaticGrm
 from grm.runtime import contract
 from grm.runtime.atomic import make_default_mode
+from grm.runtime.backends.manifest import BATCH_PROFILE_KEY
+from grm.runtime.backends.trt_build import BatchProfile
 from grm.runtime.errors import ArtifactMismatchError, ConfigError
 from grm.runtime.params import ModelMetadata
 from grm.train.model import GRM
@@ -36,6 +43,9 @@ MIN_OPSET = 18  # the dynamo exporter's ONNX functions start at 18 (it silently 
 MAX_OPSET = 21
 EXPORTER = "torch.onnx.export(dynamo=True)"
 SINGLE_FILE_LIMIT_BYTES = 1_800_000_000
+DYNAMIC_TRACE_BATCH = 2
+MAX_DYNAMIC_BATCH = 4096
+"""Upper bound the exporter is told for a dynamic batch (TensorRT engines take their own profile's max)."""
 
 
 @dataclass(frozen=True)
@@ -56,22 +66,39 @@ def check_opset(opset: int) -> int:
     return opset
 
 
+def parse_batch(text: str | int) -> int:
+    """``--batch``: a whole number N >= 1, or ``dynamic`` (returned as 0, the metadata's dynamic batch).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    value = str(text).strip().lower()
+    if value == "dynamic":
+        return 0
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--batch {text!r} must be a whole number >= 1 or 'dynamic'")
+    return int(value)
+
+
 def input_names(model: GRM) -> list[str]:
     """Graph inputs: the contract's three, plus ``template_mask`` for roimax/roiavg models."""
     names = list(contract.INPUT_NAMES)
     return names + [contract.TEMPLATE_MASK] if model.config.model.target_type.startswith("roi") else names
 
 
-def dummy_inputs(model: GRM) -> tuple[torch.Tensor, ...]:
-    """Contract-shaped example inputs in :func:`input_names` order, for tracing; values do not matter."""
+def dummy_inputs(model: GRM, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """Contract-shaped example inputs in :func:`input_names` order, for tracing; values do not matter.
+
+    ``batch`` 0 (dynamic) traces with :data:`DYNAMIC_TRACE_BATCH` pairs."""
     params = model.config.tracker
-    shapes = contract.input_shapes(params)
+    rows = batch or DYNAMIC_TRACE_BATCH
+    shapes = contract.input_shapes(params, rows)
     gen = torch.Generator().manual_seed(0)
     template = torch.randn(shapes[contract.TEMPLATE], generator=gen)
     search = torch.randn(shapes[contract.SEARCH], generator=gen)
     inputs = (template, search, torch.zeros(shapes[contract.THRESHOLD]))
     if contract.TEMPLATE_MASK in input_names(model):
-        inputs += (torch.ones(1, params.template_feat_size**2),)
+        inputs += (torch.ones(contract.template_mask_shape(params, rows)),)
     return inputs
 
 
@@ -84,6 +111,8 @@ def export_onnx(
     with_decisions: bool = False,
     checkpoint_sha256: str = "",
     attention: str = "exact",
+    batch: int = 1,
+    batch_profile: BatchProfile | None = None,
 ) -> OnnxExport:
     """Export ``model`` through :class:`StaticGrm`, write metadata, run ``onnx.checker`` and the lint.
 
@@ -95,25 +124,33 @@ def export_onnx(
         with_decisions: add the ``decisions`` output (B, depth-1, Nx) int32.
         checkpoint_sha256: digest of the source checkpoint, recorded in the metadata.
         attention: "exact" (the official eps-softmax) or "fast" (plain masked softmax); see :mod:`static_model`.
+        batch: template/search pairs per call, N >= 1, or 0 for a dynamic batch.
+        batch_profile: for a dynamic batch, the TensorRT profile recorded for later engine builds.
 
     Raises:
         ArtifactMismatchError: the exported graph fails the checker or the lint.
+        ConfigError: a negative batch, or a profile for a static batch.
     """
     check_opset(opset)
-    static = StaticGrm(model, with_decisions=True, half=precision == "fp16", attention=attention)
+    check_batch(batch, batch_profile)
+    static = StaticGrm(model, with_decisions=True, half=precision == "fp16", attention=attention, batch=batch)
+    extra = {**_provenance(precision), "attention": attention}
+    if batch_profile is not None:
+        extra[BATCH_PROFILE_KEY] = batch_profile.to_dict()
     meta = build_metadata(
         model.config,
         precision=precision,
         opset=opset,
         checkpoint_sha256=checkpoint_sha256,
         outputs_masks=with_decisions,
-        extra={**_provenance(precision), "attention": attention},
+        extra=extra,
+        batch=batch,
     )
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".grm-export-", dir=target.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
-        _torch_export(static, dummy_inputs(model), input_names(model), raw, opset)
+        _torch_export(static, dummy_inputs(model, batch), input_names(model), raw, opset)
         proto = onnx.load(str(raw))
     _check_opset_kept(proto, opset)
     strip_debug_info(proto)
@@ -124,8 +161,23 @@ def export_onnx(
     if not with_decisions:
         full = proto.SerializeToString()
         strip_output(proto, contract.DECISIONS)
-    _save_verified(proto, target, precision)
+    _save_verified(proto, target, precision, dynamic_batch=batch == 0)
     return OnnxExport(target, meta, onnx_lint.op_census(target), full)
+
+
+def check_batch(batch: int, profile: BatchProfile | None = None) -> None:
+    """A batch is N >= 1 or 0 (dynamic); a TensorRT batch profile belongs to a dynamic batch only.
+
+    Raises:
+        ConfigError: otherwise.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        raise ConfigError(f"batch {batch!r} must be a whole number >= 1, or 0 for a dynamic batch")
+    if profile is not None and batch != 0:
+        raise ConfigError(
+            f"--batch-min/--batch-opt/--batch-max ({profile.describe()}) shape a TensorRT engine of a dynamic "
+            f"batch; add --batch dynamic, or drop them for --batch {batch}"
+        )
 
 
 def _provenance(precision: str) -> dict[str, str]:
@@ -139,6 +191,10 @@ def _torch_export(
     static: StaticGrm, inputs: tuple[torch.Tensor, ...], names: list[str], path: Path, opset: int
 ) -> None:
     outputs = [*contract.OUTPUT_NAMES, contract.DECISIONS]
+    dynamic: dict[str, object] = {}
+    if static.batch == 0:  # the leading dim of every input is the one symbol `batch` (outputs follow)
+        batch = torch.export.Dim(onnx_lint.BATCH_DIM, min=1, max=MAX_DYNAMIC_BATCH)
+        dynamic["dynamic_shapes"] = tuple({0: batch} for _ in inputs)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # exporter chatter about internals; the checker and lint judge the result
         torch.onnx.export(
@@ -152,6 +208,7 @@ def _torch_export(
             external_data=False,
             optimize=True,
             verbose=False,
+            **dynamic,
         )
 
 
@@ -220,7 +277,7 @@ def _check_opset_kept(proto: onnx.ModelProto, opset: int) -> None:
         )
 
 
-def _save_verified(proto: onnx.ModelProto, target: Path, precision: str) -> None:
+def _save_verified(proto: onnx.ModelProto, target: Path, precision: str, dynamic_batch: bool = False) -> None:
     """Write beside ``target``, run checker and lint on that file, then move it into place (atomic).
 
     Single file when it fits; otherwise the weights go to ``<name>.data`` beside it, written first.
@@ -234,8 +291,9 @@ def _save_verified(proto: onnx.ModelProto, target: Path, precision: str) -> None
             onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=location)
         else:
             onnx.save_model(proto, tmp)
+        log.info("checking %s: onnx.checker and the static-shape lint", target.name)
         try:
-            verify_file(tmp, precision)
+            verify_file(tmp, precision, dynamic_batch)
         except ArtifactMismatchError as e:
             raise ArtifactMismatchError(f"export of {target} rejected: {e}") from e
         make_default_mode(tmp)
@@ -244,8 +302,9 @@ def _save_verified(proto: onnx.ModelProto, target: Path, precision: str) -> None
         Path(tmp).unlink(missing_ok=True)
 
 
-def verify_file(path: str | Path, precision: str | None = None) -> None:
-    """``onnx.checker`` (full check, by path so external weights resolve) plus the static-shape lint.
+def verify_file(path: str | Path, precision: str | None = None, dynamic_batch: bool = False) -> None:
+    """``onnx.checker`` (full check, by path so external weights resolve) plus the static-shape lint
+    (in its dynamic-batch mode for a ``--batch dynamic`` model).
 
     Raises:
         ArtifactMismatchError: the checker or the lint rejects the file.
@@ -255,4 +314,4 @@ def verify_file(path: str | Path, precision: str | None = None) -> None:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtifactMismatchError(f"{path} fails onnx.checker: {first}") from e
-    onnx_lint.check(path, precision)
+    onnx_lint.check(path, precision, dynamic_batch)

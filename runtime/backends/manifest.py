@@ -8,6 +8,9 @@ parameters. The manifest holds the model's :class:`ModelMetadata` fields plus::
     compute_capability  "9.0"          (also accepted: [9, 0])
     plan_sha256         hex digest of the plan file
 
+The metadata part carries the engine's batch (``batch``: N, or 0 for dynamic) and, for a dynamic engine, the
+optimization profile it was built with (``extra.batch_profile``: ``{"min": 1, "opt": 4, "max": 16}``).
+
 The runtime refuses a plan whose manifest disagrees with the installed TensorRT (major.minor.patch), the
 GPU (name and compute capability) or the plan's bytes, and names the command that rebuilds it.
 """
@@ -25,6 +28,8 @@ from grm.runtime.errors import ArtifactMismatchError
 from grm.runtime.params import ModelMetadata
 
 ENGINE_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability", "plan_sha256")
+BATCH_PROFILE_KEY = "batch_profile"
+"""Key of a dynamic-batch model's TensorRT profile in its metadata's ``extra`` (see trt_build.BatchProfile)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,21 @@ def rebuild_command(plan: str | Path, metadata: ModelMetadata | None = None) -> 
     if metadata and metadata.precision == "int8":
         qdq = Path(plan).with_suffix(".onnx")
         return f"grm-calibrate --model grm_{config}.onnx --data SEQUENCES --output {qdq} --engine"
-    return f"grm-export --config {config}{fp16} --engine --output {plan}"
+    return f"grm-export --config {config}{fp16}{batch_options(metadata)} --engine --output {plan}"
+
+
+def batch_options(metadata: ModelMetadata | None) -> str:
+    """The grm-export options that give a model its batch: none for batch 1, ``--batch N``, or ``--batch dynamic``
+    with the recorded profile's ``--batch-min/--batch-opt/--batch-max``."""
+    if metadata is None or metadata.batch == 1:
+        return ""
+    if not metadata.dynamic_batch:
+        return f" --batch {metadata.batch}"
+    profile = metadata.extra.get(BATCH_PROFILE_KEY)
+    bounds = ""
+    if isinstance(profile, dict):
+        bounds = "".join(f" --batch-{k} {profile[k]}" for k in ("min", "opt", "max") if k in profile)
+    return f" --batch dynamic{bounds}"
 
 
 def parse_compute_capability(value: Any) -> tuple[int, int]:

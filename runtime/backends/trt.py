@@ -3,6 +3,11 @@
 I/O goes by tensor name (``set_tensor_address`` once, then ``execute_async_v3`` per frame); every buffer is
 allocated once at load (pinned host + device). FP16 engine I/O is accepted and cast on copy. Works with
 TensorRT 10 and 11 (neither has the removed bindings API).
+
+Batches: a static batch-N engine takes 1..N template/search pairs per call (padded to N). A dynamic engine
+(metadata batch 0) has one optimization profile; its buffers hold the profile's max rows, each call sets the
+input shapes (``set_input_shape``) to the pairs given (raised to the profile's min by padding) and copies only
+those rows; more pairs than the profile's max are refused with one line naming the profile.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from grm.runtime.backends.manifest import (
     read_manifest,
     rebuild_command,
 )
-from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError
+from grm.runtime.backends.trt_build import BatchProfile
+from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError, InputError
 
 log = logging.getLogger(__name__)
 _TRT_HINT = (
@@ -76,12 +82,34 @@ def engine_specs(engine: Any, trt: Any) -> list[TensorSpec]:
     return specs
 
 
-def allocate(specs: list[TensorSpec], cuda: CudaApi, context: Any) -> dict[str, IoBuffer]:
-    """Allocate a pinned host and a device buffer per tensor and bind the device address once."""
+def engine_profile(engine: Any, specs: list[TensorSpec], source: str) -> BatchProfile:
+    """The batch range of a dynamic engine's optimization profile 0, read from every input (they must agree).
+
+    Raises:
+        ArtifactMismatchError: inputs whose profiles disagree on the batch, or no usable profile.
+    """
+    bounds = set()
+    for spec in (s for s in specs if s.is_input):
+        shapes = engine.get_tensor_profile_shape(spec.name, 0)  # [min, opt, max] shapes
+        bounds.add(tuple(int(tuple(shape)[0]) for shape in shapes))
+    if len(bounds) != 1:
+        raise ArtifactMismatchError(
+            f"{source}: the inputs' optimization profiles disagree on the batch ({sorted(bounds)}); rebuild the engine"
+        )
+    try:
+        return BatchProfile(*bounds.pop())
+    except ConfigError as e:
+        raise ArtifactMismatchError(f"{source} has no usable batch profile ({e}); rebuild the engine") from e
+
+
+def allocate(specs: list[TensorSpec], cuda: CudaApi, context: Any, rows: int | None = None) -> dict[str, IoBuffer]:
+    """Allocate a pinned host and a device buffer per tensor and bind the device address once; ``rows`` sizes
+    the leading dimension of a dynamic-batch engine's tensors (its profile's max)."""
     buffers = {}
     for spec in specs:
-        host = cuda.host_buffer(spec.static_shape, spec.dtype)
-        device = cuda.device_buffer(spec.nbytes)
+        shape = spec.static_shape if rows is None else spec.batch_shape(rows)
+        host = cuda.host_buffer(shape, spec.dtype)
+        device = cuda.device_buffer(host.nbytes)
         if not context.set_tensor_address(spec.name, device):
             raise ArtifactMismatchError(f"TensorRT refused the address of tensor '{spec.name}'")
         buffers[spec.name] = IoBuffer(spec=spec, host=host, device=device)
@@ -106,21 +134,43 @@ class TensorRTBackend:
         self._context = engine.create_execution_context()
         if self._context is None:
             raise BackendUnavailableError(f"TensorRT could not create an execution context for {source} (GPU memory?)")
-        self._buffers = allocate(specs, cuda, self._context)
+        self.profile = engine_profile(engine, specs, source) if self.metadata.dynamic_batch else None
+        self._buffers = allocate(specs, cuda, self._context, self.profile.max if self.profile else None)
         self._inputs = [b for b in self._buffers.values() if b.spec.is_input]
         self._outputs = [b for b in self._buffers.values() if not b.spec.is_input]
 
     def run(self, inputs: Mapping[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
         count = sample_count(inputs, self.metadata, self._source)  # 1..N pairs; fewer than N are padded
+        rows = self._rows(count)
         for buf in self._inputs:
-            fill_rows(buf.host, inputs[buf.spec.name], count, buf.spec.name)
-            self._cuda.to_device(buf.device, buf.host)
+            host = buf.host[:rows]
+            fill_rows(host, inputs[buf.spec.name], count, buf.spec.name)
+            if self.profile is not None and not self._context.set_input_shape(buf.spec.name, host.shape):
+                raise ArtifactMismatchError(f"TensorRT refused shape {list(host.shape)} for input '{buf.spec.name}'")
+            self._cuda.to_device(buf.device, host)
         if not self._context.execute_async_v3(self._cuda.stream_handle):
             raise BackendUnavailableError("TensorRT execute_async_v3 failed; see the TensorRT log above")
         for buf in self._outputs:
-            self._cuda.to_host(buf.host, buf.device)
+            self._cuda.to_host(buf.host[:rows], buf.device)
         self._cuda.synchronize()
         return as_float32_outputs({b.spec.name: b.host for b in self._outputs}, count)
+
+    def _rows(self, count: int) -> int:
+        """Rows the engine computes for ``count`` pairs: a static engine its batch; a dynamic one ``count``,
+        raised to its profile's min.
+
+        Raises:
+            InputError: more pairs than the dynamic engine's profile allows.
+        """
+        if self.profile is None:
+            return self._inputs[0].host.shape[0]
+        if count > self.profile.max:
+            raise InputError(
+                f"{count} template/search pairs given to {self._source}, outside its TensorRT optimization profile "
+                f"(batch {self.profile.describe()}); give at most {self.profile.max} per call, or rebuild the "
+                "engine with a larger --batch-max"
+            )
+        return max(count, self.profile.min)
 
     def close(self) -> None:
         """Release in dependency order: context, engine, then the CUDA buffers and stream."""
@@ -138,6 +188,7 @@ def open_plan(
     cuda_api: str | None = None,
     trt: Any = None,
     cuda: CudaApi | None = None,
+    device: int = 0,
 ) -> TensorRTBackend:
     """Open a TensorRT plan after checking its manifest against the plan, the config, TensorRT and the GPU.
 
@@ -145,6 +196,7 @@ def open_plan(
         path: the ``.plan``/``.engine`` file; ``<path>.json`` must sit next to it.
         config: the config the user expects (``--config``), checked against the manifest.
         cuda_api: ``cuda-python`` (default) or ``pycuda``; else $GRM_CUDA_API.
+        device: the CUDA device the engine, its buffers and its stream live on.
         trt, cuda: already-imported modules (tests inject small fakes here).
     """
     source = str(path)
@@ -152,7 +204,7 @@ def open_plan(
     check_plan_hash(path, manifest)
     check_config(manifest.metadata, config, source, rebuild_command(path, manifest.metadata))
     trt = trt or import_tensorrt()
-    cuda = cuda or load_cuda_api(cuda_api or os.environ.get("GRM_CUDA_API", "cuda-python"))
+    cuda = cuda or load_cuda_api(cuda_api or os.environ.get("GRM_CUDA_API", "cuda-python"), device)
     try:
         return _load_engine(path, manifest, trt, cuda)
     except BaseException:  # a TensorRT RuntimeError or Ctrl-C must not leak the stream and pinned memory

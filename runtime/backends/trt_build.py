@@ -11,7 +11,13 @@ TensorRT and a GPU, never torch or onnx. How each precision is built:
 * FP32 ONNX: TensorRT 11 strongly typed; TensorRT 10 weakly typed with TF32 off, or with the FP16 builder
   flag when ``fp16=True`` (TensorRT picks per-layer precision; refused on TensorRT 11).
 
-The manifest holds the ONNX's ``grm`` metadata (precision = the engine's) plus TensorRT version, GPU name,
+A dynamic-batch ONNX (metadata batch 0, ``grm-export --batch dynamic``) gets one optimization profile: every
+input's leading dimension ranges over :class:`BatchProfile` min..max and the kernels are tuned for opt; the
+profile is the one asked for, else the one the export recorded, else the default. A static batch-N ONNX
+builds a batch-N engine.
+
+The manifest holds the ONNX's ``grm`` metadata (precision = the engine's; the batch and, for a dynamic engine,
+``extra.batch_profile``) plus TensorRT version, GPU name,
 compute capability and the plan's SHA-256 (:mod:`grm.runtime.backends.manifest`); it is written right after
 the plan, before the optional timing cache, so a cache problem never leaves a plan without its manifest.
 """
@@ -28,7 +34,7 @@ from typing import Any
 
 from grm.runtime.atomic import atomic_write_bytes, sha256_bytes
 from grm.runtime.backends.cuda_memory import gpu_info
-from grm.runtime.backends.manifest import EngineManifest, manifest_path, write_manifest
+from grm.runtime.backends.manifest import BATCH_PROFILE_KEY, EngineManifest, manifest_path, write_manifest
 from grm.runtime.backends.onnx_metadata import read_onnx_metadata
 from grm.runtime.errors import ArtifactMismatchError, BackendUnavailableError, ConfigError
 from grm.runtime.params import ModelMetadata
@@ -43,6 +49,49 @@ TRT_INSTALL_HINT = (
     "or write the ONNX model only by leaving out --engine"
 )
 GpuProbe = Callable[[], tuple[str, tuple[int, int]]]
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """The batch sizes a dynamic-batch TensorRT engine accepts (``min``..``max``) and tunes for (``opt``).
+
+    Stored as ``{"min": .., "opt": .., "max": ..}`` under ``extra["batch_profile"]`` of the model metadata, so an
+    engine built later from the same ONNX (or from its INT8 form) gets the profile chosen at export.
+    """
+
+    min: int = 1
+    opt: int = 4
+    max: int = 16
+
+    def __post_init__(self) -> None:
+        whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (self.min, self.opt, self.max))
+        if not whole or not 1 <= self.min <= self.opt <= self.max:
+            raise ConfigError(
+                f"batch profile min {self.min}, opt {self.opt}, max {self.max} must be whole numbers with "
+                "1 <= min <= opt <= max"
+            )
+
+    def to_dict(self) -> dict[str, int]:
+        return {"min": self.min, "opt": self.opt, "max": self.max}
+
+    def describe(self) -> str:
+        """``min 1, opt 4, max 16`` (for messages)."""
+        return f"min {self.min}, opt {self.opt}, max {self.max}"
+
+    @classmethod
+    def recorded(cls, metadata: ModelMetadata) -> BatchProfile | None:
+        """The profile in ``metadata.extra["batch_profile"]``, or None when there is none.
+
+        Raises:
+            ArtifactMismatchError: a recorded profile that is not a valid one.
+        """
+        data = metadata.extra.get(BATCH_PROFILE_KEY)
+        if data is None:
+            return None
+        try:
+            return cls(**data)
+        except (TypeError, ConfigError) as e:
+            raise ArtifactMismatchError(f"the model's metadata has an unusable batch_profile {data!r} ({e})") from e
 
 
 @dataclass(frozen=True)
@@ -120,6 +169,7 @@ def build_engine(
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
     timing_cache: str | Path | None = None,
     fp16: bool = False,
+    profile: BatchProfile | None = None,
     *,
     trt: Any = None,
     gpu: GpuProbe = gpu_info,
@@ -133,11 +183,14 @@ def build_engine(
         timing_cache: file to load the timing cache from (if present) and save it to afterwards; a cache that
             TensorRT rejects (another TensorRT or GPU) or that cannot be saved only costs a warning.
         fp16: FP16 from an FP32 ONNX (TensorRT 10 builder flag only).
+        profile: batch sizes of a dynamic-batch ONNX's engine (default: the one its metadata records, else
+            :class:`BatchProfile`'s defaults); refused for a static-batch ONNX.
         trt, gpu: injectable TensorRT module and GPU probe (tests).
     """
     trt = trt or import_tensorrt()
     metadata = read_onnx_metadata(onnx_path)
     build = plan_build(trt, metadata.precision, fp16, metadata.config)
+    profile = batch_profile(metadata, profile, str(onnx_path))
     if workspace_bytes <= 0:
         raise ConfigError(f"workspace {workspace_bytes} bytes must be positive")
     gpu_name, capability = gpu()
@@ -147,6 +200,8 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
     _parse(parser, Path(onnx_path))
     config = _builder_config(trt, builder, build, workspace_bytes)
+    if profile is not None:
+        _add_profile(builder, network, config, profile)
     cache_path = Path(timing_cache) if timing_cache else None
     if cache_path is not None:
         _attach_timing_cache(config, cache_path)
@@ -159,7 +214,7 @@ def build_engine(
     plan = Path(plan_path)
     atomic_write_bytes(plan, data)
     manifest = EngineManifest(
-        metadata=_engine_metadata(metadata, build),
+        metadata=_engine_metadata(metadata, build, profile),
         tensorrt_version=str(trt.__version__),
         gpu_name=gpu_name,
         compute_capability=(int(capability[0]), int(capability[1])),
@@ -170,6 +225,33 @@ def build_engine(
         _save_timing_cache(config, cache_path)
     log.info("built %s (%s, TensorRT %s, %s)", plan, build.precision, trt.__version__, gpu_name)
     return EngineBuild(plan, manifest_path(plan), str(trt.__version__), build)
+
+
+def batch_profile(metadata: ModelMetadata, requested: BatchProfile | None, source: str) -> BatchProfile | None:
+    """The profile to build with: None for a static-batch model, else ``requested``, the recorded one or the default.
+
+    Raises:
+        ConfigError: a profile requested for a static-batch model.
+    """
+    if not metadata.dynamic_batch:
+        if requested is not None:
+            raise ConfigError(
+                f"a batch profile ({requested.describe()}) applies to dynamic-batch models, but {source} has a "
+                f"static batch of {metadata.batch}; export with --batch dynamic to build a profile"
+            )
+        return None
+    return requested or BatchProfile.recorded(metadata) or BatchProfile()
+
+
+def _add_profile(builder: Any, network: Any, config: Any, profile: BatchProfile) -> None:
+    """One optimization profile: each input's leading (batch) dimension from ``profile``, the rest as parsed."""
+    shapes = builder.create_optimization_profile()
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        rest = tuple(int(d) for d in tuple(tensor.shape)[1:])
+        shapes.set_shape(tensor.name, (profile.min, *rest), (profile.opt, *rest), (profile.max, *rest))
+    if config.add_optimization_profile(shapes) < 0:
+        raise ArtifactMismatchError(f"TensorRT refused the batch profile ({profile.describe()}); see its log above")
 
 
 def _create_builder(trt: Any, logger: Any) -> Any:
@@ -254,8 +336,10 @@ def _save_timing_cache(config: Any, path: Path) -> None:
                     e.strerror or e)  # fmt: skip
 
 
-def _engine_metadata(metadata: ModelMetadata, build: BuildPlan) -> ModelMetadata:
-    """The ONNX metadata, with the engine's precision and how it was obtained."""
+def _engine_metadata(metadata: ModelMetadata, build: BuildPlan, profile: BatchProfile | None) -> ModelMetadata:
+    """The ONNX metadata, with the engine's precision, how it was obtained and its batch profile (if dynamic)."""
     source = {"int8": "onnx q/dq nodes"}.get(build.precision, "fp16 builder flag" if build.fp16_flag else "onnx types")
     extra = {**dict(metadata.extra), "engine_precision_source": source}
+    if profile is not None:
+        extra[BATCH_PROFILE_KEY] = profile.to_dict()
     return dataclasses.replace(metadata, precision=build.precision, extra=extra)

@@ -13,6 +13,13 @@ bindings, cuda-bindings 12.6-13.x):
   ``set_timing_cache`` returns False for a cache from another TensorRT version or GPU (and then no cache is
   attached), ``get_timing_cache`` returns None when none is attached. TensorRT 11 has no FP16/INT8 builder
   flags and is always strongly typed.
+* Dynamic shapes follow the real optimization-profile API: ``builder.create_optimization_profile()``,
+  ``profile.set_shape(name, min, opt, max)`` (refuses min > opt > max element-wise, as the real one raises),
+  ``config.add_optimization_profile(profile)`` (returns the index, or -1 for a profile that misses a dynamic
+  input), and a build with dynamic inputs but no profile gives None. An engine with dynamic tensors (-1 dims)
+  answers ``get_tensor_profile_shape(name, 0)`` with [min, opt, max]; its context needs ``set_input_shape``
+  within the profile before ``execute_async_v3`` (which returns False otherwise), and reports the resolved
+  shapes through ``get_tensor_shape``.
 
 "Device" memory is ordinary ctypes memory, so the TensorRT backend's real code path (pinned host buffers,
 ``cudaMemcpyAsync``, ``set_tensor_address``, ``execute_async_v3``) runs end to end: the fake execution
@@ -85,18 +92,21 @@ class Logger:
 
 
 def brightness_outputs(inputs: dict[str, np.ndarray], feat: int = 8, decisions: bool = False) -> dict[str, np.ndarray]:
-    """The fake ONNX model's maps in numpy: sigmoid(4 * avgpool16(mean over channels of search))."""
+    """The fake ONNX model's maps in numpy, per row of the batch: sigmoid(4 * avgpool16(mean over channels of
+    search)); decisions compare each row's score with that row's threshold."""
     search = inputs["search"].astype(np.float32)
+    n = search.shape[0]
     grey = search.mean(axis=1, keepdims=True)
-    pooled = grey.reshape(1, 1, feat, 16, feat, 16).mean(axis=(3, 5))
+    pooled = grey.reshape(n, 1, feat, 16, feat, 16).mean(axis=(3, 5))
     score = 1.0 / (1.0 + np.exp(-4.0 * pooled))
     out = {
         "score_map": score.astype(np.float32),
-        "size_map": np.full((1, 2, feat, feat), SIZE_NORM, np.float32),
-        "offset_map": np.full((1, 2, feat, feat), 0.5, np.float32),
+        "size_map": np.full((n, 2, feat, feat), SIZE_NORM, np.float32),
+        "offset_map": np.full((n, 2, feat, feat), 0.5, np.float32),
     }
     if decisions:
-        joined = (score > inputs["threshold"].astype(np.float32)).reshape(1, 1, feat * feat)
+        threshold = inputs["threshold"].astype(np.float32).reshape(n, 1, 1, 1)
+        joined = (score > threshold).reshape(n, 1, feat * feat)
         out["decisions"] = np.repeat(joined, DEPTH - 1, axis=1).astype(np.int32)
     return out
 
@@ -109,19 +119,19 @@ class Tensor:
     mode: TensorIOMode
 
 
-def tiny_tensors(io_dtype: DataType = DataType.FLOAT, decisions: bool = False) -> list[Tensor]:
-    """The I/O of a tiny-config grm engine (template 64, search 128, 8x8 maps)."""
-    inp, out = TensorIOMode.INPUT, TensorIOMode.OUTPUT
+def tiny_tensors(io_dtype: DataType = DataType.FLOAT, decisions: bool = False, batch: int = 1) -> list[Tensor]:
+    """The I/O of a tiny-config grm engine (template 64, search 128, 8x8 maps) of ``batch`` rows (-1: dynamic)."""
+    inp, out, b = TensorIOMode.INPUT, TensorIOMode.OUTPUT, batch
     tensors = [
-        Tensor("template", (1, 3, 64, 64), io_dtype, inp),
-        Tensor("search", (1, 3, 128, 128), io_dtype, inp),
-        Tensor("threshold", (1,), io_dtype, inp),
-        Tensor("score_map", (1, 1, 8, 8), io_dtype, out),
-        Tensor("size_map", (1, 2, 8, 8), io_dtype, out),
-        Tensor("offset_map", (1, 2, 8, 8), io_dtype, out),
+        Tensor("template", (b, 3, 64, 64), io_dtype, inp),
+        Tensor("search", (b, 3, 128, 128), io_dtype, inp),
+        Tensor("threshold", (b,), io_dtype, inp),
+        Tensor("score_map", (b, 1, 8, 8), io_dtype, out),
+        Tensor("size_map", (b, 2, 8, 8), io_dtype, out),
+        Tensor("offset_map", (b, 2, 8, 8), io_dtype, out),
     ]
     if decisions:
-        tensors.append(Tensor("decisions", (1, DEPTH - 1, 64), DataType.INT32, out))
+        tensors.append(Tensor("decisions", (b, DEPTH - 1, 64), DataType.INT32, out))
     return tensors
 
 
@@ -135,6 +145,8 @@ class Context:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.addresses: dict[str, int] = {}
+        self.input_shapes: dict[str, tuple[int, ...]] = {}
+        self.shape_calls: list[tuple[str, tuple[int, ...]]] = []
         self.calls = 0
         self.fail = False
 
@@ -142,32 +154,70 @@ class Context:
         self.addresses[name] = ptr
         return True
 
-    def execute_async_v3(self, stream_handle: int) -> bool:
-        """Queue the computation on the stream with this handle (or run it now for an unknown handle)."""
-        self.calls += 1
-        if self.fail:
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        """Accept a shape inside the profile for a dynamic input (False otherwise, as TensorRT logs an error)."""
+        shape = tuple(int(d) for d in shape)
+        self.shape_calls.append((name, shape))
+        tensor = self.engine._get(name)
+        if tensor.mode != TensorIOMode.INPUT or len(shape) != len(tensor.shape):
             return False
-        stream = FakeStream.by_handle.get(stream_handle)
-        if stream is None:
-            self._compute()
-        else:
-            stream.pending.append(self._compute)
+        if any(d != s for d, s in zip(shape, tensor.shape, strict=True) if d >= 0 and s >= 0):
+            return False
+        low, _, high = self.engine.get_tensor_profile_shape(name, 0) if -1 in tensor.shape else (shape, shape, shape)
+        if not all(lo <= d <= hi for lo, d, hi in zip(low, shape, high, strict=True)):
+            return False
+        self.input_shapes[name] = shape
         return True
 
-    def _compute(self) -> None:
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        """The tensor's shape with the dynamic batch resolved from the input shapes set (-1 while unset)."""
+        shape = self.engine._get(name).shape
+        if -1 not in shape:
+            return shape
+        batch = {s[0] for s in self.input_shapes.values()}
+        return (batch.pop(), *shape[1:]) if len(batch) == 1 else shape
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        """Queue the computation on the stream with this handle (or run it now for an unknown handle); False
+        while a dynamic input has no shape set."""
+        self.calls += 1
+        dynamic = [t.name for t in self.engine.tensors if t.mode == TensorIOMode.INPUT and -1 in t.shape]
+        if self.fail or any(n not in self.input_shapes for n in dynamic):
+            return False
+        stream = FakeStream.by_handle.get(stream_handle)
+        shapes = {t.name: self.get_tensor_shape(t.name) for t in self.engine.tensors}
+        if stream is None:
+            self._compute(shapes)
+        else:
+            stream.pending.append(lambda: self._compute(shapes))
+        return True
+
+    def _compute(self, shapes: dict[str, tuple[int, ...]]) -> None:
         tensors = {t.name: t for t in self.engine.tensors}
-        inputs = {n: _view(self.addresses[n], t.shape, nptype(t.dtype)).copy()
+        inputs = {n: _view(self.addresses[n], shapes[n], nptype(t.dtype)).copy()
                   for n, t in tensors.items() if t.mode == TensorIOMode.INPUT}
         for name, value in self.engine.compute(inputs).items():
             t = tensors[name]
-            _view(self.addresses[name], t.shape, nptype(t.dtype))[...] = value.astype(nptype(t.dtype))
+            _view(self.addresses[name], shapes[name], nptype(t.dtype))[...] = value.astype(nptype(t.dtype))
 
 
 class Engine:
-    def __init__(self, tensors: list[Tensor], compute: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]) -> None:
+    """A deserialised engine; tensors with -1 dims are dynamic and take their batch from ``profile``
+    (min, opt, max), the engine's optimization profile 0."""
+
+    def __init__(self, tensors: list[Tensor], compute: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+                 profile: tuple[int, int, int] | None = None) -> None:
         self.tensors = tensors
         self.compute = compute
+        self.profile = profile
         self.contexts: list[Context] = []
+
+    def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
+        """[min, opt, max] shapes of a dynamic input in profile ``profile_index`` (only profile 0 exists)."""
+        tensor = self._get(name)
+        if tensor.mode != TensorIOMode.INPUT or self.profile is None or profile_index != 0:
+            raise RuntimeError(f"no optimization profile {profile_index} for input {name}")
+        return [(b, *tensor.shape[1:]) for b in self.profile]
 
     @property
     def num_io_tensors(self) -> int:
@@ -223,6 +273,7 @@ class BuildState:
     cache_in: list[bytes] = field(default_factory=list)
     parsed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    profiles: list[dict[str, tuple[tuple[int, ...], ...]]] = field(default_factory=list)
 
     @property
     def major(self) -> int:
@@ -241,6 +292,14 @@ class TimingCache:
         return HostMemory(f"TC|{self.version}|{self.gpu}|{self.entries}".encode())
 
 
+@dataclass
+class NetworkInput:
+    """``tensorrt.ITensor`` of a network input: its name and shape (-1 for a dynamic dimension)."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
 class Network:
     """What the parser found in the ONNX file, and how the network was created."""
 
@@ -248,16 +307,39 @@ class Network:
         self.strongly_typed = strongly_typed
         self.has_qdq = False
         self.has_fp16 = False
+        self.inputs: list[NetworkInput] = []
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.inputs)
+
+    def get_input(self, index: int) -> NetworkInput:
+        return self.inputs[index]
 
 
-def _onnx_features(path: str) -> tuple[bool, bool]:
-    """(has Q/DQ nodes, has FP16 tensors) of an ONNX file, as TensorRT's parser would see them."""
+def _onnx_features(path: str) -> tuple[bool, bool, list[NetworkInput]]:
+    """(has Q/DQ nodes, has FP16 tensors, graph inputs) of an ONNX file, as TensorRT's parser would see them."""
     model = onnx.load(path, load_external_data=False)
     qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
     values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
     fp16 = any(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for v in values)
     fp16 |= any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-    return qdq, fp16
+    inputs = [NetworkInput(v.name, tuple(d.dim_value if d.HasField("dim_value") else -1
+                                         for d in v.type.tensor_type.shape.dim)) for v in model.graph.input]
+    return qdq, fp16, inputs
+
+
+class OptimizationProfile:
+    """``tensorrt.IOptimizationProfile``: min/opt/max shapes per input name."""
+
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+
+    def set_shape(self, name: str, min: tuple[int, ...], opt: tuple[int, ...], max: tuple[int, ...]) -> None:
+        dims = tuple(tuple(int(d) for d in shape) for shape in (min, opt, max))
+        if len({len(d) for d in dims}) != 1 or not all(a <= b <= c for a, b, c in zip(*dims, strict=True)):
+            raise ValueError(f"IOptimizationProfile::setDimensions: invalid min/opt/max for {name}: {dims}")
+        self.shapes[name] = dims
 
 
 def _builder_api(state: BuildState) -> dict[str, object]:
@@ -275,7 +357,7 @@ def _builder_api(state: BuildState) -> dict[str, object]:
             if not state.parse_ok:
                 self.num_errors = 2
                 return False
-            self.network.has_qdq, self.network.has_fp16 = _onnx_features(path)
+            self.network.has_qdq, self.network.has_fp16, self.network.inputs = _onnx_features(path)
             return True
 
         def get_error(self, i: int) -> str:
@@ -285,6 +367,16 @@ def _builder_api(state: BuildState) -> dict[str, object]:
         def __init__(self) -> None:
             self.flags: set[str] = {"TF32"}  # on by default, as in TensorRT
             self.cache: TimingCache | None = None
+            self.profiles: list[OptimizationProfile] = []
+
+        def add_optimization_profile(self, profile: OptimizationProfile) -> int:
+            """The profile's index; -1 (TensorRT logs an error) for a profile with no shapes set."""
+            if not profile.shapes:
+                state.errors.append("addOptimizationProfile: profile is not valid")
+                return -1
+            self.profiles.append(profile)
+            state.profiles.append(dict(profile.shapes))
+            return len(self.profiles) - 1
 
         def set_memory_pool_limit(self, pool: str, size: int) -> None:
             state.pool.append((pool, size))
@@ -331,6 +423,9 @@ def _builder_api(state: BuildState) -> dict[str, object]:
         def create_builder_config(self) -> Config:
             return Config()
 
+        def create_optimization_profile(self) -> OptimizationProfile:
+            return OptimizationProfile()
+
         def build_serialized_network(self, network: Network, config: Config) -> HostMemory | None:
             state.flags = set(config.flags)
             precision = config.flags & precision_flags
@@ -342,6 +437,20 @@ def _builder_api(state: BuildState) -> dict[str, object]:
             if not network.strongly_typed and network.has_qdq and "INT8" not in config.flags:
                 state.errors.append("Q/DQ layers need the INT8 flag on a weakly typed network")
                 return None
+            dynamic = [i for i in network.inputs if -1 in i.shape]
+            if dynamic and not config.profiles:
+                state.errors.append("Network has dynamic or shape inputs, but no optimization profile has been defined.")
+                return None
+            for profile in config.profiles:
+                for tensor in dynamic:
+                    shapes = profile.shapes.get(tensor.name)
+                    fits = shapes is not None and all(
+                        len(s) == len(tensor.shape) and all(d == t for d, t in zip(s, tensor.shape, strict=True) if t >= 0)
+                        for s in shapes
+                    )
+                    if not fits:
+                        state.errors.append(f"optimization profile does not cover input {tensor.name} {tensor.shape}")
+                        return None
             if config.cache is not None:
                 config.cache.entries += 1
             if state.plan_override is not None:
