@@ -1,6 +1,6 @@
 """One-pass accuracy of in-memory tracking results for the INT8 report.
 
-Scoring is :func:`grm.benchmarks.metrics.score_boxes` (PyTracking rules, spec D.3): frame 0 is the
+Scoring is :func:`grm.benchmarks.metrics.score_boxes` (pytracking protocol, benchmarks/PROTOCOLS.md): frame 0 is the
 ground truth, IoU uses inclusive pixel corners, frames with invalid ground truth are left out, sequences
 weigh equally.
 """

@@ -11,7 +11,7 @@ Choice and why:
   representable in FP16). Everything else (patch embedding, QKV/proj/MLP matmuls, head convs) is FP16.
 * **Mixed precision is built in PyTorch, not by converting the ONNX afterwards.** Converters such as
   ``onnxconverter_common.convert_float_to_float16`` relabel tensors but keep pre-existing ``Cast(to=FLOAT)``
-  nodes, which produces type clashes that ONNX Runtime and TensorRT 11 reject (DEPLOY-NOTES section 4).
+  nodes, which produces type clashes that ONNX Runtime and TensorRT 11 reject (docs/deployment.md, FP16).
   Here every Cast is emitted by the exporter from explicit ``.float()``/``.to()`` calls, so the graph is
   type-consistent by construction; the lint still checks strict type inference and leftover casts, and
   :func:`check_fp32_islands` checks that the islands really are FP32.

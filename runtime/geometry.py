@@ -22,23 +22,9 @@ def xywh_to_xyxy(box: ArrayLike) -> FloatArray:
     return np.concatenate([b[..., :2], b[..., :2] + b[..., 2:4]], axis=-1)
 
 
-def xyxy_to_xywh(box: ArrayLike) -> FloatArray:
-    b = np.asarray(box, dtype=np.float64)
-    return np.concatenate([b[..., :2], b[..., 2:4] - b[..., :2]], axis=-1)
-
-
-def xywh_to_cxcywh(box: ArrayLike) -> FloatArray:
-    b = np.asarray(box, dtype=np.float64)
-    return np.concatenate([b[..., :2] + 0.5 * b[..., 2:4], b[..., 2:4]], axis=-1)
-
-
 def cxcywh_to_xywh(box: ArrayLike) -> FloatArray:
     b = np.asarray(box, dtype=np.float64)
     return np.concatenate([b[..., :2] - 0.5 * b[..., 2:4], b[..., 2:4]], axis=-1)
-
-
-def cxcywh_to_xyxy(box: ArrayLike) -> FloatArray:
-    return xywh_to_xyxy(cxcywh_to_xywh(box))
 
 
 def box_to_crop_xywh(
@@ -60,7 +46,9 @@ def box_to_crop_xywh(
 
 
 def template_box_mask(box_xywh_norm: ArrayLike, grid: int) -> NDArray[np.float32]:
-    """(grid*grid,) row-major 0/1 mask of the template cells a normalised template-crop box covers (spec A.9).
+    """(grid*grid,) row-major 0/1 mask of the template cells a normalised template-crop box covers.
+
+    See docs/tracker.md, template box mask.
 
     Rows ``max(int(y1), 0) <= r < min(int(y1 + h + 1), grid)`` with the box in cell units; columns likewise.
     """

@@ -28,7 +28,7 @@ PATCH_START_INDEX = MappingProxyType(
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """Network architecture (spec A)."""
+    """Network architecture (docs/model.md)."""
 
     embed_dim: int
     depth: int
@@ -65,7 +65,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class CropJitter:
-    """Training crop of one input (spec C.5): crop factor and jitter; the output size is the tracker's."""
+    """Training crop of one input: crop factor and jitter (docs/training.md, processing); the size is the tracker's."""
 
     factor: float
     center_jitter: float
@@ -74,7 +74,7 @@ class CropJitter:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Official training recipe (spec C.1, C.7, C.8)."""
+    """Official training recipe (docs/training.md)."""
 
     datasets: tuple[str, ...] = ("LASOT", "GOT10K_vot_train", "COCO17", "TRACKINGNET")
     dataset_ratios: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
@@ -143,7 +143,7 @@ CONFIGS: MappingProxyType[str, GrmConfig] = MappingProxyType(
             tracker=TrackerParams(template_size=128, template_factor=2.0, search_size=320, search_factor=5.0),
             train=TrainConfig(search=CropJitter(factor=5.0, center_jitter=4.5, scale_jitter=0.5), batch_size=10),
         ),
-        # The architecture of shared/fixtures/upstream_tiny: a 4-block, 96-wide ViT with a 64-channel head.
+        # The architecture of the conformance fixture (tests/data/upstream_tiny): 4 blocks, 96 wide, 64-channel head.
         "tiny": GrmConfig(
             name="tiny",
             official_name="tiny",
@@ -173,5 +173,5 @@ def get_config(name: str | GrmConfig) -> GrmConfig:
 
 
 def threshold_presets(config: str | GrmConfig) -> dict[str, float]:
-    """Per-dataset division thresholds of a config (spec B.7), keyed by upper-case dataset name."""
+    """Per-dataset division thresholds of a config, keyed by upper-case dataset name (docs/tracker.md)."""
     return dict(get_config(config).tracker.thresholds)

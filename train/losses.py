@@ -1,4 +1,4 @@
-"""The GRM training objective (spec C.7): 1 x focal + 2 x GIoU + 5 x L1.
+"""The GRM training objective (docs/training.md, losses): 1 x focal + 2 x GIoU + 5 x L1.
 
 Boxes: predictions are normalised cxcywh (``pred_boxes``), ground truth normalised x1y1wh of the search
 crop, clamped to [0, 1] after conversion to xyxy. A malformed box (x2 < x1) or a NaN prediction raises

@@ -1,4 +1,4 @@
-"""Optimiser, schedule and gradient clipping of the official recipe (spec C.8)."""
+"""Optimiser, schedule and gradient clipping of the official recipe (docs/training.md, optimiser and schedule)."""
 
 from __future__ import annotations
 

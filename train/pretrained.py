@@ -42,7 +42,7 @@ def _unwrap(checkpoint: Mapping[str, object]) -> Mapping[str, torch.Tensor]:
     for key in ("model", "state_dict"):
         inner = checkpoint.get(key)
         if isinstance(inner, Mapping):
-            return inner  # type: ignore[return-value]
+            return inner
     return checkpoint  # type: ignore[return-value]
 
 

@@ -2,7 +2,7 @@
 
 The network runs through the runtime's :class:`~grm.runtime.tracker.Tracker` with the in-memory
 :class:`~grm.train.backend.TorchBackend`, i.e. exactly the test-time pipeline. Scoring is the benchmark
-code's (:func:`grm.benchmarks.metrics.score_boxes`, PyTracking rules, spec D.3): frame 0 is the ground
+code's (:func:`grm.benchmarks.metrics.score_boxes`, pytracking protocol, benchmarks/PROTOCOLS.md): frame 0 is the ground
 truth, inclusive-pixel IoU, frames whose target is absent are skipped, AUC = mean of the 21-point success
 curve averaged over sequences, in percent.
 """

@@ -15,7 +15,8 @@ def test_box_twins_match_the_numpy_geometry():
     rng = np.random.default_rng(0)
     boxes = rng.uniform(0.1, 1.0, (16, 4))
     np.testing.assert_allclose(xywh_to_xyxy(torch.from_numpy(boxes)).numpy(), geometry.xywh_to_xyxy(boxes))
-    np.testing.assert_allclose(cxcywh_to_xyxy(torch.from_numpy(boxes)).numpy(), geometry.cxcywh_to_xyxy(boxes))
+    corners = geometry.xywh_to_xyxy(geometry.cxcywh_to_xywh(boxes))
+    np.testing.assert_allclose(cxcywh_to_xyxy(torch.from_numpy(boxes)).numpy(), corners)
     a, b = boxes[:8], boxes[8:]
     _, iou = generalized_iou(xywh_to_xyxy(torch.from_numpy(a)), xywh_to_xyxy(torch.from_numpy(b)))
     np.testing.assert_allclose(iou.numpy(), geometry.iou_xywh(a, b), atol=1e-12)

@@ -26,7 +26,7 @@ class SequenceInfo:
 
     Attributes:
         boxes: (N, 4) float32 xywh in pixels, one row per frame.
-        visible: (N,) bool, frames the sampler may draw (dataset-specific rule, spec C.3).
+        visible: (N,) bool, frames the sampler may draw (dataset-specific rule, docs/training.md).
     """
 
     boxes: NDArray[np.float32]

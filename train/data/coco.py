@@ -1,4 +1,4 @@
-"""COCO 2017 as one-frame sequences (spec C.3): every non-crowd annotation of
+"""COCO 2017 as one-frame sequences (docs/training.md, data sources): every non-crowd annotation of
 ``<root>/annotations/instances_train2017.json`` is a sequence whose only frame is its image in
 ``<root>/images/train2017/``.
 

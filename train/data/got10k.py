@@ -1,4 +1,4 @@
-"""GOT-10k training data (spec C.3): ``<root>/list.txt`` and ``<root>/<seq>/%08d.jpg`` (1-based).
+"""GOT-10k training data (docs/training.md, data sources): ``<root>/list.txt`` and ``<root>/<seq>/%08d.jpg`` (1-based).
 
 ``split="train"`` uses every sequence of ``list.txt`` (the official ``got10k_train_split.txt`` lists all
 9335 indices 0..9334, i.e. the identity); ``split="vot_train"`` keeps the 7086 sequences whose indices

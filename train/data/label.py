@@ -1,4 +1,6 @@
-"""The centre heat-map label of the CENTER head (spec C.6), in numpy float32 like the official torch code.
+"""The centre heat-map label of the CENTER head, in numpy float32 like the official torch code.
+
+See docs/training.md, heat-map label.
 
 Boxes are normalised x1y1wh of the search crop; the map has F x F cells (F = search size // stride).
 """

@@ -1,4 +1,4 @@
-"""LaSOT training split (spec C.3): ``<root>/<cls>/<cls>-<n>/`` with ``img/%08d.jpg`` (1-based),
+"""LaSOT training split (docs/training.md, data sources): ``<root>/<cls>/<cls>-<n>/`` with ``img/%08d.jpg`` (1-based),
 ``groundtruth.txt`` (comma), ``full_occlusion.txt`` and ``out_of_view.txt`` (one comma-separated line).
 
 The 1120 training sequences are the packaged ``lasot_train_split.txt``: per class, the 16 of the 20 videos

@@ -1,4 +1,4 @@
-"""Turn a (template frame, search frame) pair into network inputs and labels (spec C.5).
+"""Turn a (template frame, search frame) pair into network inputs and labels (docs/training.md, processing).
 
 Steps, in the official order: joint grayscale (p=0.05) and horizontal flip (p=0.5) of the full frames;
 per-image box jitter; crop with :func:`grm.runtime.crop.sample_target` around the jittered box; map the

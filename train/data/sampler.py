@@ -1,4 +1,4 @@
-"""The official "causal" pair sampler (spec C.4) as a map-style dataset of processed samples.
+"""The official "causal" pair sampler (docs/training.md, pair sampling) as a map-style dataset of processed samples.
 
 Sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``: its random generator is
 ``numpy.random.default_rng([seed, e, i])``. The official sampler ignores the index and draws from each

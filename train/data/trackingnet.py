@@ -1,4 +1,4 @@
-"""TrackingNet training chunks (spec C.3): ``<root>/TRAIN_<k>/anno/<vid>.txt`` (comma) and
+"""TrackingNet training chunks (docs/training.md, data sources): ``<root>/TRAIN_<k>/anno/<vid>.txt`` (comma) and
 ``<root>/TRAIN_<k>/frames/<vid>/<i>.jpg`` (0-based), k = 0..11.
 
 Only every 30th frame (index % 30 == 0) and the last frame are visible to the sampler, as in the
