@@ -2,6 +2,7 @@
 
 'grm-bench --dataset uav --engine grm.plan' runs the benchmark and scores it; 'grm-bench analyze',
 'grm-bench speed' and 'grm-bench pack' are the single steps. User errors print one line and exit 2.
+A model file is --model, as in every grm command; --engine is the same option.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from grm.benchmarks.speed import (
 )
 from grm.benchmarks.submission import FORMATS, pack, pack_dataset
 from grm.runtime.atomic import atomic_write_text
-from grm.runtime.backends import check_model_file
+from grm.runtime.backends import BACKENDS, check_model_file
 from grm.runtime.cliapp import DEBUG_ENV, DEBUG_FLAG, one_line, writing
 from grm.runtime.datasets import check_threshold
 from grm.runtime.errors import GrmError, InputError, Interrupted
@@ -46,7 +47,7 @@ from grm.runtime.outputs import check_output
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
 Dataset_ = Annotated[str, typer.Option("--dataset", help=f"One of: {', '.join(DATASETS)}.")]
 DataRoot = Annotated[Path | None, typer.Option("--data-root", help="Dataset root (else $GRM_<DATASET>_ROOT).")]
-Backend_ = Annotated[str, typer.Option("--backend", help="auto, onnxruntime, ort-cuda, ort-tensorrt, tensorrt, torch.")]
+Backend_ = Annotated[str, typer.Option("--backend", help=f"One of: {', '.join(BACKENDS)}.")]
 
 
 def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
@@ -110,7 +111,9 @@ def _check_protocol(protocol: str) -> None:
 @user_errors
 def run_cmd(
     dataset: Dataset_,
-    engine: Annotated[str, typer.Option("--engine", help=".onnx, .plan/.engine or checkpoint.")],
+    engine: Annotated[
+        str, typer.Option("--model", "--engine", help="Model file: .onnx, .plan/.engine or checkpoint.")
+    ],
     data_root: DataRoot = None,
     results_dir: Annotated[Path, typer.Option(envvar="GRM_RESULTS_DIR", help="Root of result folders.")] = Path(
         "results"
@@ -145,11 +148,17 @@ def run_cmd(
     check_output(folder / MANIFEST, "--results-dir")
     todo = select(ds.sequence_names(), parse_shard(shard), tuple(sequence or ()))
     require_present(ds, todo)
-    with _tracking(folder, todo), tqdm(total=len(todo), unit="seq", desc=dataset) as seqs, tqdm(
-        unit="frame", leave=False
+    # disable=None: bars only on a terminal; elsewhere (logs, batch jobs) one plain line per sequence
+    with _tracking(folder, todo), tqdm(total=len(todo), unit="seq", desc=dataset, disable=None) as seqs, tqdm(
+        unit="frame", leave=False, disable=None
     ) as frames:
+        finished = [0]
 
         def on_sequence(r: SequenceRun) -> None:
+            finished[0] += 1
+            if seqs.disable:
+                state = "already done" if r.skipped else f"{r.frames} frames"
+                typer.echo(f"grm-bench: {dataset} {finished[0]}/{len(todo)}: {r.name}: {state}")
             seqs.set_postfix_str(f"{r.name} {'skipped' if r.skipped else f'{r.frames} frames'}")
             seqs.update()
 
@@ -216,7 +225,7 @@ def analyze_cmd(
     _check_not_input(out, sets, "--out")
     if html_out is not None:
         _check_not_input(html_out.parent, sets, "--html")
-    with tqdm(total=len(ds.sequence_names()) * len(sets), unit="seq", desc="scoring", leave=False) as bar:
+    with tqdm(total=len(ds.sequence_names()) * len(sets), unit="seq", desc="scoring", leave=False, disable=None) as bar:
         report = analyze(ds, sets, protocol, skip_missing=skip_missing, on_sequence=lambda _: bar.update())
     written = write_report(report, out)
     if plots:
@@ -253,7 +262,9 @@ def _echo_written(paths: list[Path]) -> None:
 @app.command("speed", help="Time engines on real frames: fps, latency percentiles, stage split, peak memory.")
 @user_errors
 def speed_cmd(
-    engine: Annotated[list[str], typer.Option("--engine", help="Model file (repeat to compare engines).")],
+    engine: Annotated[
+        list[str], typer.Option("--model", "--engine", help="Model file (repeat to compare models).")
+    ],
     source: Annotated[
         str | None, typer.Option(help="Video or frame folder (OTB-style folder: box from its GT).")
     ] = None,
@@ -289,7 +300,7 @@ def speed_cmd(
     timer = time_isolated if isolate else time_clip
     configs = [(EngineOpener(path, backend, config, threads), b) for path in engine for b in batches]
     timings: list[list[Timing]] = [[] for _ in configs]
-    with tqdm(total=len(configs) * rounds, unit="run", desc="timing", leave=False) as bar:
+    with tqdm(total=len(configs) * rounds, unit="run", desc="timing", leave=False, disable=None) as bar:
         for _ in range(rounds):  # interleaved: every configuration once per round
             for runs, (opener, size) in zip(timings, configs, strict=True):
                 runs.append(timer(opener, clip, warmup=warmup, threshold=threshold, dataset=dataset, batch=size))

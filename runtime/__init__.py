@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from grm.runtime.backends import open_model
@@ -15,6 +17,7 @@ from grm.runtime.errors import (
     InputError,
     ParityError,
 )
+from grm.runtime.multi import MultiTracker
 from grm.runtime.params import ModelMetadata, TrackerParams
 from grm.runtime.tracker import StageTimes, Tracker, TrackResult
 from grm.runtime.version import __version__
@@ -25,16 +28,19 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point ``grm-run`` (:mod:`grm.runtime.cli`), inside the shared error boundary."""
+    entered = time.perf_counter()  # the time to first frame counts from here (not from the interpreter's start)
     from grm.runtime.cliapp import run_cli
     from grm.runtime.sources import quiet_opencv
 
     quiet_opencv()  # before any video is opened: OpenCV/FFmpeg lines would precede the one-line error
-    run_cli("grm-run", _load_app, argv)
+    run_cli("grm-run", partial(_load_app, entered), argv)
 
 
-def _load_app() -> typer.Typer:
-    from grm.runtime.cli import app
+def _load_app(entered: float | None = None) -> typer.Typer:
+    from grm.runtime.cli import app, mark_entry
 
+    if entered is not None:
+        mark_entry(entered)
     return app
 
 
@@ -47,6 +53,7 @@ __all__ = [
     "GrmError",
     "InputError",
     "ModelMetadata",
+    "MultiTracker",
     "ParityError",
     "StageTimes",
     "TrackResult",

@@ -1,4 +1,4 @@
-"""grm-run: track one target in a video, a folder of frames, a camera or a stream. Never imports torch.
+"""grm-run: track one target, or several, in a video, a folder of frames, a camera or a stream. Never imports torch.
 
 Exit status: 0 done, 2 bad input (one line on stderr), 130 interrupted (outputs written so far are kept).
 """
@@ -6,7 +6,6 @@ Exit status: 0 done, 2 bad input (one line on stderr), 130 interrupted (outputs 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -22,32 +21,32 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from grm.runtime.atomic import STDOUT, is_stream, writes_to_stdout
 from grm.runtime.backends import BACKENDS, open_model
 from grm.runtime.datasets import check_threshold_options, resolve_threshold
-from grm.runtime.demo import DemoSource, demo_init_box, demo_model, is_demo
+from grm.runtime.demo import DEMO_NOTICE, DemoSource, demo_init_box, demo_model, is_demo
 from grm.runtime.errors import InputError, Interrupted
 from grm.runtime.outputs import check_output, require_display, video_suffix_ok, video_suffixes
-from grm.runtime.session import FrameRecord, RunOptions, TrackingSession, parse_box
+from grm.runtime.progress import next_step, shell_word, wrote
+from grm.runtime.session import Box, Record, RunOptions, TrackingSession, parse_box
 from grm.runtime.sources import open_source
 from grm.runtime.stats import format_summary
 
-
-def _process_start() -> float:
-    """``time.perf_counter()`` value of this process's start (Linux /proc; elsewhere this module's import)."""
-    now = time.perf_counter()
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return now - max(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 0.0)
-    except (OSError, ValueError, IndexError):
-        return now
-
-
-PROCESS_START = _process_start()
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+_ENTRY: list[float] = []  # time.perf_counter() at the console command's entry, left by mark_entry
+
+
+def mark_entry(at: float) -> None:
+    """Record when the ``grm-run`` command started (``time.perf_counter()``): the time to first frame counts from
+    there (:data:`grm.runtime.stats.TIME_TO_FIRST_FRAME_DEFINITION`)."""
+    _ENTRY[:] = [at]
+
+
+def _take_entry() -> float:
+    """The recorded entry time, once; when the app is called directly (no console entry), now."""
+    return _ENTRY.pop() if _ENTRY else time.perf_counter()
 
 
 @app.command(
-    help="Track the target given by --box through SOURCE: a video file, a frame folder, a camera index, a stream URL, "
-    "or 'demo' (a generated clip; with the bundled demo model when this build ships one)."
+    help="Track the target given by --box through SOURCE (repeat --box for several targets): a video file, a frame "
+    "folder, a camera index, a stream URL, or 'demo' (a generated clip). Without --model the bundled demo model runs."
 )
 def run(
     source: Annotated[
@@ -55,28 +54,50 @@ def run(
     ],
     model: Annotated[
         Path | None,
-        typer.Option("--model", "-m", envvar="GRM_MODEL", help=".onnx, .plan/.engine or checkpoint (required)."),
+        typer.Option(
+            "--model", "-m", envvar="GRM_MODEL", help=".onnx, .plan/.engine or checkpoint (default: the demo model)."
+        ),
     ] = None,
-    box: Annotated[str | None, typer.Option(help="Initial box x,y,w,h in first-frame pixels; omit to draw it.")] = None,
+    box: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="X,Y,W,H",
+            help="Initial box x,y,w,h in first-frame pixels; repeat for several targets (ids 1, 2, ... in this "
+            "order); omit to draw it (several with --show)."
+        ),
+    ] = None,
     backend: Annotated[str, typer.Option(help=f"One of: {', '.join(BACKENDS)}.")] = "auto",
     config: Annotated[str | None, typer.Option(help="Config name; needed for raw checkpoints, else checked.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Division threshold in [0, 1); 0 = argmax rule.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Use the model's threshold preset for this dataset.")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU inference threads (default: library's).")] = None,
-    boxes_out: Annotated[Path | None, typer.Option(help="Write x,y,w,h per input frame (first = init box).")] = None,
-    with_score: Annotated[bool, typer.Option("--with-score", help="Add the score column to --boxes-out.")] = False,
+    boxes_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write x,y,w,h per input frame (first = init box); several targets: MOTChallenge lines "
+            "frame,id,x,y,w,h,score,-1,-1,-1."
+        ),
+    ] = None,
+    with_score: Annotated[
+        bool, typer.Option("--with-score", help="Add the score column to --boxes-out (MOT lines always have it).")
+    ] = False,
     video_out: Annotated[Path | None, typer.Option(help="Write an annotated video (.mp4 or .avi).")] = None,
-    show: Annotated[bool, typer.Option("--show", help="Show the annotated frames in a window (q/Esc stops).")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Show the annotated frames in a window (q/Esc stops); without --box, draw "
+                           "one or several boxes on the first frame.")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option(help="Write the run summary as JSON.")] = None,
     lost_threshold: Annotated[
-        float | None, typer.Option(help="Mark frames whose score is below this as lost (boxes unchanged).")
+        float | None, typer.Option(help="Mark frames whose score is below this as lost (boxes unchanged; per target).")
     ] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after this many input frames.")] = None,
     masks: Annotated[
         bool, typer.Option("--masks/--no-masks", help="Overlay division masks if the model has them.")
     ] = True,
 ) -> None:
+    started = _take_entry()
     options = RunOptions(
+        draw_several=show,
         lost_threshold=lost_threshold,
         max_frames=max_frames,
         boxes_out=boxes_out,
@@ -87,15 +108,39 @@ def run(
         overlay_masks=masks,
     )
     with _log_to_stderr():
+        demo = is_demo(source)
         check_threshold_options(threshold, dataset)
-        options = replace(options, box_xywh=_initial_box(source, box))
+        options = replace(options, boxes=_initial_boxes(demo, box or []))
         _check_options(options, source, model)
-        summary, session = _track(source, model, backend, config, threads, threshold, dataset, options)
+        demo_used = model is None
+        if model is None:
+            model = demo_model()  # an InputError saying what to pass when this build ships none
+            if not demo:
+                typer.echo(f"grm-run: note: {DEMO_NOTICE}", err=True)
+        summary, session = _track(source, demo, model, backend, config, threads, threshold, dataset, options, started)
     # standard output carries the boxes or the JSON alone when one of them goes there
     to_stdout = any(p is not None and writes_to_stdout(p) for p in (options.boxes_out, options.json_out))
     typer.echo(format_summary(summary), err=to_stdout)
     if session.result.interrupted:
         raise Interrupted(_interrupted_note(session))
+    for path, holds in session.written:
+        if not writes_to_stdout(path):
+            typer.echo(wrote(path, holds), err=to_stdout)
+    typer.echo(next_step(_next_command(demo, demo_used, options, model)), err=to_stdout)
+
+
+def _next_command(demo: bool, demo_model_used: bool, options: RunOptions, model: Path) -> str:
+    """The command a user would most likely run after this one."""
+    if demo:
+        return "track your own video: grm-run VIDEO --box x,y,w,h --video-out tracked.mp4 (or --show to draw the box)"
+    if demo_model_used:
+        return (
+            "for real video, get the official GRM weights: grm-export fetch --from-zip Trained_Models.zip, then "
+            "grm-export --config vitb_256, then pass grm_vitb_256.onnx as --model"
+        )
+    if options.video_out is None and not options.show:
+        return "see the boxes drawn: run the same command with --video-out tracked.mp4 (or --show)"
+    return f"score this model on a benchmark: grm-bench --dataset otb --model {shell_word(model)} --data-root OTB_DIR"
 
 
 @contextmanager
@@ -115,10 +160,11 @@ def _log_to_stderr() -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def _initial_box(source: str, box: str | None) -> tuple[float, float, float, float] | None:
-    if box is not None:
-        return parse_box(box)
-    return demo_init_box() if is_demo(source) else None
+def _initial_boxes(demo: bool, texts: list[str]) -> tuple[Box, ...]:
+    """The --box values (xywh pixels), or the demo clip's first box; none = the user draws them."""
+    if texts:
+        return tuple(parse_box(text) for text in texts)
+    return (demo_init_box(),) if demo else ()
 
 
 def _interrupted_note(session: TrackingSession) -> str:
@@ -135,7 +181,7 @@ def _check_options(options: RunOptions, source: str, model: Path | None) -> None
     if options.lost_threshold is not None and not (0.0 <= options.lost_threshold <= 1.0):
         raise InputError(f"--lost-threshold {options.lost_threshold} must lie in [0, 1]")
     _check_outputs(options, [Path(p) for p in (source, model) if p is not None and Path(p).is_file()])
-    if options.box_xywh is None:
+    if not options.boxes:
         require_display("drawing the initial box (no --box given)")
     if options.show:
         require_display("--show")
@@ -164,29 +210,29 @@ def _check_outputs(options: RunOptions, inputs: list[Path]) -> None:
 
 def _track(
     source: str,
-    model: Path | None,
+    demo: bool,
+    model: Path,
     backend: str,
     config: str | None,
     threads: int | None,
     threshold: float | None,
     dataset: str | None,
     options: RunOptions,
+    started: float,
 ) -> tuple[dict[str, Any], TrackingSession]:
-    if model is None and not is_demo(source):
-        raise InputError("--model is required: a grm .onnx export, a TensorRT .plan or a checkpoint")
-    frames = DemoSource() if is_demo(source) else open_source(source)
+    frames = DemoSource() if demo else open_source(source)
     try:
-        net = open_model(model or demo_model(), backend=backend, config=config, threads=threads)
+        net = open_model(model, backend=backend, config=config, threads=threads)
         try:
             chosen = resolve_threshold(net.metadata.tracker, threshold, dataset)
             options = replace(options, threshold=chosen)
-            session = TrackingSession(net, frames, options, started_at=PROCESS_START, source_fps=frames.info.fps)
+            session = TrackingSession(net, frames, options, started_at=started, source_fps=frames.info.fps)
             total = frames.info.frame_count
             total = min(total, options.max_frames) if total and options.max_frames else total or options.max_frames
             # disable=None: the bar is drawn only when stderr is a terminal
             with tqdm(total=total, unit="frame", desc=net.name, dynamic_ncols=True, disable=None) as bar:
 
-                def progress(record: FrameRecord, fps: float) -> None:
+                def progress(record: Record, fps: float) -> None:
                     bar.update(1)
                     bar.set_postfix(fps=f"{fps:.1f}", score=f"{record.score:.2f}", refresh=False)
 

@@ -3,7 +3,8 @@
 ``grm-run demo`` tracks a textured object moving and changing scale over a textured background; the clip is
 generated on the fly (deterministic) and its first box is known, so no ``--box`` is needed. The model is
 ``grm/runtime/assets/demo.onnx`` when this build ships one (an export of the project's small demo model);
-otherwise ``--model`` must name a grm export and the demo clip still runs.
+otherwise ``--model`` must name a grm export and the demo clip still runs. ``grm-run`` on any other source without
+``--model`` runs the demo model too, with :data:`DEMO_NOTICE`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ log = logging.getLogger(__name__)
 DEMO = "demo"
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_MODEL = ASSETS / "demo.onnx"
+DEMO_NOTICE = (
+    "no --model given: tracking with the bundled demo model, a tiny GRM trained only on generated clips: good for "
+    "trying grm-run and its outputs, not for real video; for the official weights run grm-export fetch --from-zip "
+    "Trained_Models.zip, then grm-export --config vitb_256, and pass grm_vitb_256.onnx as --model"
+)
 
 
 def is_demo(source: str) -> bool:
@@ -43,12 +49,12 @@ def demo_init_box() -> tuple[float, float, float, float]:
 
 
 def demo_model() -> Path:
-    """The bundled demo model, or an InputError saying how to run the demo without one."""
+    """The bundled demo model, or an InputError saying which model to pass instead."""
     if DEMO_MODEL.is_file():
         return DEMO_MODEL
     raise InputError(
-        "this grm-tracker build ships no demo model (grm/runtime/assets/demo.onnx); run the generated clip with "
-        "a model of your own: grm-run demo --model MODEL.onnx (export one with grm-export --config NAME)"
+        "no --model given and this grm-tracker build ships no demo model (grm/runtime/assets/demo.onnx); give a "
+        "model of your own, e.g. grm-run demo --model MODEL.onnx (export one with grm-export --config NAME)"
     )
 
 

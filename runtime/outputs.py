@@ -6,6 +6,12 @@ the target confidence (peak of the Hann-weighted response, in [0, 1)); the initi
 A **skipped frame** (unreadable or corrupt) repeats the previous box, since that is the tracker's state,
 and its score is ``nan``; the JSON summary lists skipped frames by index.
 
+With several targets the boxes file holds MOTChallenge result lines instead, which TrackEval and py-motmetrics
+read: ``frame,id,x,y,w,h,score,-1,-1,-1``, frame and target id counted from 1, one line per target and input
+frame (frame 1 holds the initial boxes with score ``1``; a skipped frame repeats each previous box, score ``nan``).
+``x,y`` follow MOTChallenge's 1-based pixel convention (the top-left pixel is 1,1), so they are the image-pixel
+box's plus 1; py-motmetrics subtracts that 1 again when it loads the file.
+
 Every file is written atomically: to a temporary file in the same folder, renamed into place when complete.
 """
 
@@ -39,6 +45,20 @@ def format_boxes(rows: Iterable[tuple[tuple[float, float, float, float], float]]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def format_mot(rows: Iterable[tuple[int, int, tuple[float, float, float, float], float]]) -> str:
+    """MOTChallenge lines ``frame,id,x,y,w,h,score,-1,-1,-1`` from (frame, id, box_xywh, score) rows, frame and id
+    counted from 1; ``box_xywh`` in image pixels (top-left pixel 0,0) is written 1-based as MOTChallenge counts
+    (x + 1, y + 1); the unused 3-D world coordinates are -1; pixel values and score with 4 decimals."""
+    lines = []
+    for frame, target, (x, y, w, h), score in rows:
+        values = ",".join(_fmt(v) for v in (x + MOT_ORIGIN, y + MOT_ORIGIN, w, h, score))
+        lines.append(f"{frame},{target},{values},-1,-1,-1")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+MOT_ORIGIN = 1.0  # MOTChallenge's pixel coordinate of the image's top-left pixel
+
+
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
@@ -48,6 +68,11 @@ def write_boxes(
 ) -> Path:
     """Write the boxes file atomically."""
     return _write(path, format_boxes(rows, with_score), "boxes file")
+
+
+def write_mot(path: str | Path, rows: Iterable[tuple[int, int, tuple[float, float, float, float], float]]) -> Path:
+    """Write the several-target boxes file (MOTChallenge lines, :func:`format_mot`) atomically."""
+    return _write(path, format_mot(rows), "boxes file")
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
@@ -254,3 +279,14 @@ def select_box(frame: NDArray[np.uint8]) -> tuple[float, float, float, float]:
     if w <= 0 or h <= 0:
         raise InputError("no box was drawn; draw one and press Enter, or give --box x,y,w,h")
     return float(x), float(y), float(w), float(h)
+
+
+def select_boxes(frame: NDArray[np.uint8]) -> list[tuple[float, float, float, float]]:
+    """Let the user draw several boxes on the first frame (Enter/Space after each one, Esc when done)."""
+    require_display("drawing the initial boxes (no --box given)")
+    drawn = cv2.selectROIs(WINDOW, frame, showCrosshair=True, fromCenter=False)
+    cv2.destroyWindow(WINDOW)
+    boxes = [(float(x), float(y), float(w), float(h)) for x, y, w, h in np.reshape(drawn, (-1, 4)) if w > 0 and h > 0]
+    if not boxes:
+        raise InputError("no box was drawn; draw boxes (Enter after each, Esc to finish), or give --box x,y,w,h")
+    return boxes
