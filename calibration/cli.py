@@ -7,18 +7,19 @@ Exit status (see :mod:`grm.runtime.cliapp`): 0 done and within --max-auc-drop; 1
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from tqdm import tqdm
 
-from grm.calibration.pipeline import CalibrateOptions, build_engine, run
+from grm.calibration.pipeline import CalibrateOptions, build_engine, engine_files, run
 from grm.calibration.quantize import DEFAULT_EXCLUDE, METHODS, TARGETS, QuantizeOptions
 from grm.calibration.report import format_table
 from grm.runtime.cliapp import EXIT_GATE, stderr_logging
 from grm.runtime.datasets import BENCHMARKS
 from grm.runtime.errors import InputError
+from grm.runtime.progress import StageBars, next_step, wrote
 
 HELP = (
     "Quantise an FP32 grm ONNX export to INT8 (symmetric Q/DQ, TensorRT-ready) with crops the FP32 tracker cuts "
@@ -33,25 +34,6 @@ HELP = (
     "writes the form fastest on ONNX Runtime CPU (dynamic u8 x s8 MatMuls, best with AVX-512 VNNI or AMX)."
 )
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=HELP, no_args_is_help=True)
-
-
-class _Bars:
-    """One tqdm bar per stage, created on its first callback (terminals only)."""
-
-    def __init__(self) -> None:
-        self.bars: dict[str, tqdm] = {}
-
-    def __call__(self, stage: str, advance: int, total: int) -> None:
-        bar = self.bars.get(stage)
-        if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, leave=False, disable=None)
-        elif bar.n >= (bar.total or 0):
-            bar.reset(total=total)  # the next sequence of the same stage
-        bar.update(advance)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
 
 
 @app.command(help=HELP)
@@ -80,7 +62,9 @@ def calibrate(
         int | None, typer.Option(min=2, help="Evaluate on at most this many frames per sequence.")
     ] = None,
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Crop cache (default: calibration-cache/ beside --output).")
+        Path | None,
+        typer.Option(help="Crop cache (default: calibration-cache/ beside --output); the same request reuses it, "
+                     "and deleting it is safe."),
     ] = None,
     threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime threads (0 = automatic).")] = 0,
     report: Annotated[Path | None, typer.Option(help="Report JSON (default: <output>.report.json).")] = None,
@@ -96,23 +80,27 @@ def calibrate(
     )  # fmt: skip
     if engine and target != "tensorrt":
         raise InputError("--engine builds TensorRT engines from the --target tensorrt form, not --target cpu")
-    bars = _Bars()
-    try:
-        with stderr_logging("grm-calibrate"):
-            outcome = run(options, bars)
-    finally:
-        bars.close()
-    typer.echo(format_table(outcome.report))
-    typer.echo(f"wrote {outcome.quantized.output} and {outcome.report_path}"
-               f"{' (crops from cache)' if outcome.cache_hit else ''}")  # fmt: skip
-    if not outcome.report["gate"]["passed"]:
-        gate = outcome.report["gate"]
-        typer.echo(f"grm-calibrate: INT8 AUC drop {gate['auc_drop']:.2f} points exceeds --max-auc-drop "
-                   f"{gate['max_auc_drop']:.2f}; kept as {outcome.quantized.output}, see {outcome.report_path}",
-                   err=True)  # fmt: skip
-        raise typer.Exit(EXIT_GATE)
-    if engine:
-        typer.echo(f"wrote {build_engine(outcome.quantized.output)}")
+    # stage notes on stdout as each stage starts; bars only on a terminal
+    with stderr_logging("grm-calibrate", logging.INFO, notes_to_stdout=True):
+        with StageBars() as bars:
+            outcome = run(options, bars.advance)
+        typer.echo(format_table(outcome.report))
+        for path, what in outcome.written():
+            typer.echo(wrote(path, what))
+        cache = outcome.cache_line()
+        if cache is not None:
+            typer.echo(cache)
+        if not outcome.passed:
+            gate = outcome.report["gate"]
+            typer.echo(f"grm-calibrate: INT8 AUC drop {gate['auc_drop']:.2f} points exceeds --max-auc-drop "
+                       f"{gate['max_auc_drop']:.2f}; kept as {outcome.quantized.output}, see {outcome.report_path}",
+                       err=True)  # fmt: skip
+            raise typer.Exit(EXIT_GATE)
+        plan = build_engine(outcome.quantized.output) if engine else None
+    for path, what in engine_files(plan) if plan is not None else []:
+        typer.echo(wrote(path, what))
+    for command in outcome.next_commands(plan):
+        typer.echo(next_step(command))
 
 
 def _exclusions(patterns: list[str] | None) -> tuple[str, ...]:

@@ -1,6 +1,12 @@
 """grm-calibrate end to end: collect crops -> quantise -> evaluate on held-out sequences -> speed -> report.
 
-Progress goes through one callback, ``progress(stage, advance, total)``, so the CLI owns the progress bars.
+Progress goes through one callback, ``progress(stage, advance, total)``, so the CLI owns the progress bars; every
+step also logs a note as it starts.
+
+The crop cache stays beside ``--output`` (``calibration-cache/``, or ``--cache-dir``), visible where the user
+works rather than hidden in a store that grows unseen: ``crops-<hash>.npz`` sets keyed by everything the crops
+depend on, so a repeated run with the same model, data and sampling reuses them and other requests add their own.
+Nothing else reads it; deleting the folder only costs the next run the collection time.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from grm.calibration.speed import compare_speed
 from grm.runtime import datasets
 from grm.runtime.atomic import atomic_writer, is_stream, scratch_files, scratch_path_for, sha256_file
 from grm.runtime.backends import open_model, trt_build
+from grm.runtime.backends.manifest import manifest_path
 from grm.runtime.cliapp import writing
 from grm.runtime.errors import ConfigError, Interrupted, OutputError
 from grm.runtime.interrupts import InterruptWatch, interrupted_by
+from grm.runtime.progress import folder_bytes, megabytes, shell_word
 
 log = logging.getLogger(__name__)
 StageProgress = Callable[[str, int, int], None]
@@ -75,6 +83,39 @@ class CalibrateOutcome:
     report: dict[str, Any]
     report_path: Path
     cache_hit: bool
+    cache_path: Path | None = None
+    fp32_model: Path | None = None
+    target: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["gate"]["passed"])
+
+    def written(self) -> list[tuple[Path, str]]:
+        """The files written, with what they are: the INT8 model and its report."""
+        form = f"INT8 model{f', --target {self.target}' if self.target else ''}"
+        return [(self.quantized.output, form if self.passed else f"{form}, failed the --max-auc-drop gate"),
+                (self.report_path, "accuracy and speed report")]
+
+    def cache_line(self) -> str | None:
+        """Where the crop cache is, its size, and what to do with it (None when no cache was used)."""
+        if self.cache_path is None:
+            return None
+        size = megabytes(folder_bytes(self.cache_path))
+        advice = (f"{size}; the same command reuses it, --cache-dir DIR puts it elsewhere, "
+                  f"rm -r {shell_word(self.cache_path)} frees it")
+        if self.cache_hit:
+            return f"crops from cache {self.cache_path}/ ({advice})"
+        return f"wrote {self.cache_path}/ (calibration crop cache, {advice})"
+
+    def next_commands(self, plan: Path | None = None) -> list[str]:
+        """What to run with the INT8 model (the engine when one was built): track, and time it against FP32."""
+        model = shell_word(plan or self.quantized.output)
+        lines = [f"grm-run SOURCE --model {model} --box x,y,w,h"]
+        if self.fp32_model is not None:
+            lines.append(f"grm-bench speed --engine {shell_word(self.fp32_model)} --engine {model} --source SOURCE "
+                         "--box x,y,w,h")
+        return lines
 
 
 def _stage(progress: StageProgress | None, name: str) -> Callable[[int, int], None] | None:
@@ -138,14 +179,20 @@ def _calibrate(
     state.scratch.append(written)
     fp32 = open_model(options.model, backend="onnxruntime", threads=options.threads)
     try:
+        log.info("calibration crops: %d from %s (cache %s)", options.samples,
+                 ", ".join(s.name for s in calib_seqs[:3]) + (f" and {len(calib_seqs) - 3} more" if len(calib_seqs) > 3
+                                                              else ""), options.cache_path)
         calib, hit = collect.load_or_collect(
             fp32, calib_seqs, samples=options.samples, threshold=threshold,
             model_sha256=sha256_file(options.model), cache_dir=options.cache_path,
             max_frames=options.max_frames, progress=_stage(progress, "collect crops"),
         )  # fmt: skip
         state.done.append("crops")
+        if hit:
+            log.info("reused %d cached crops from %s", len(calib), options.cache_path)
         state.stop_if_requested()
         calibrate = _stage(progress, "calibrate")
+        _log_quantize_start(options.quantize, len(calib))
         with writing(options.output):
             result = quantize.quantize(
                 options.model, calib, written, options.quantize,
@@ -155,13 +202,17 @@ def _calibrate(
         int8 = open_model(written, backend="onnxruntime", threads=options.threads)
         try:
             evaluate = _stage(progress, "evaluate")
-            comparisons = [compare_on_sequence(fp32, int8, s, threshold, options.eval_frames, evaluate) for s in held]
+            comparisons = []
+            for number, sequence in enumerate(held, start=1):
+                log.info("evaluating INT8 against FP32 on held-out %s (%d of %d)", sequence.name, number, len(held))
+                comparisons.append(compare_on_sequence(fp32, int8, sequence, threshold, options.eval_frames, evaluate))
         finally:
             int8.close()
     finally:
         fp32.close()
     state.stop_if_requested()
     feeds = [calib.feed(i) for i in range(min(len(calib), 8))]
+    log.info("timing FP32 and INT8 on ONNX Runtime (CPU)")
     speed = compare_speed(options.model, written, feeds, options.threads, options.speed_repeats)
     state.stop_if_requested()
     context = _context(options, calib, result, threshold, [s.name for s in calib_seqs], [s.name for s in held])
@@ -171,7 +222,16 @@ def _calibrate(
                                      target.with_suffix(".report.json"))
     report["int8_model"] = str(target)
     _settle(written, target, report, report_path)
-    return CalibrateOutcome(replace(result, output=target), report, report_path, hit)
+    return CalibrateOutcome(replace(result, output=target), report, report_path, hit, options.cache_path, options.model,
+                            options.quantize.target)
+
+
+def _log_quantize_start(options: quantize.QuantizeOptions, samples: int) -> None:
+    if options.target == "tensorrt":
+        log.info("calibrating activation ranges (%s) on %d crops, then quantising (--target tensorrt)",
+                 options.method, samples)
+    else:
+        log.info("quantising (--target %s)", options.target)
 
 
 def _settle(written: Path, target: Path, report: dict[str, Any], report_path: Path) -> None:
@@ -228,6 +288,11 @@ def _context(
     }
 
 
+def engine_files(plan: Path) -> list[tuple[Path, str]]:
+    """The files :func:`build_engine` wrote, with what they are."""
+    return [(plan, "TensorRT INT8 engine"), (manifest_path(plan), "engine manifest")]
+
+
 def build_engine(onnx_path: Path, plan_path: Path | None = None) -> Path:
     """Build ``<output>.plan`` (and its ``.plan.json`` manifest) from the Q/DQ model, as an INT8 engine.
 
@@ -235,4 +300,5 @@ def build_engine(onnx_path: Path, plan_path: Path | None = None) -> Path:
     a one-line error that names the packages (installed beside onnxruntime, never onnxruntime-gpu with it).
     """
     plan = plan_path or onnx_path.with_suffix(".plan")
+    log.info("building the TensorRT INT8 engine %s", plan)
     return trt_build.build_engine(onnx_path, plan).plan

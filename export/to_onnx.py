@@ -291,7 +291,7 @@ def _save_verified(proto: onnx.ModelProto, target: Path, precision: str, dynamic
             onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=location)
         else:
             onnx.save_model(proto, tmp)
-        log.info("checking %s: onnx.checker and the static-shape lint", target.name)
+        log.info("checking the exported graph: onnx.checker and the static-shape lint")
         try:
             verify_file(tmp, precision, dynamic_batch)
         except ArtifactMismatchError as e:

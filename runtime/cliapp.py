@@ -22,14 +22,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import typer
 import typer.main
-from tqdm.contrib.logging import logging_redirect_tqdm
+from tqdm import tqdm
 
 from grm.runtime.errors import GrmError, Interrupted, OutputError, os_error_cause
 from grm.runtime.interrupts import find_cause
@@ -168,6 +168,18 @@ def log_to_stderr(prog: str, level: int = logging.WARNING) -> logging.Handler:
     return handler
 
 
+class _AboveBars(logging.StreamHandler):
+    """A stream handler that writes each record above any tqdm bar (bars cleared, line written and flushed at
+    once, also into a pipe, bars redrawn), whichever of standard output and error the two go to."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:  # noqa: BLE001 - logging's own policy for a failing handler
+            self.handleError(record)
+
+
 @contextmanager
 def stderr_logging(prog: str, level: int = logging.WARNING, fmt: str | None = None,
                    notes_to_stdout: bool = False) -> Iterator[None]:
@@ -176,27 +188,31 @@ def stderr_logging(prog: str, level: int = logging.WARNING, fmt: str | None = No
     write to a stream that has gone.
 
     ``notes_to_stdout``: records below WARNING (progress notes of a long run, with ``level`` INFO) go to standard
-    output instead, so that standard error holds only warnings and the one-line error.
+    output instead, as plain ``<prog>: <message>`` lines (unless ``fmt`` is given), so that standard error holds
+    only warnings and the one-line error. Every record is flushed as it is written, also into a pipe.
     """
     logger = logging.getLogger("grm")
     formatter = logging.Formatter(fmt or f"{prog}: %(levelname)s: %(message)s")
-    handlers = [logging.StreamHandler(sys.stderr)]
+    handlers = [_AboveBars(sys.stderr)]
     if notes_to_stdout:
         handlers[0].setLevel(logging.WARNING)
-        handlers.append(logging.StreamHandler(sys.stdout))
+        handlers.append(_AboveBars(sys.stdout))
         handlers[1].addFilter(lambda record: record.levelno < logging.WARNING)
-    previous = logger.level
+    previous, propagates = logger.level, logger.propagate
+    logger.propagate = False  # a library's logging.basicConfig() must not print every record a second time
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)
+    if notes_to_stdout and fmt is None:
+        handlers[1].setFormatter(logging.Formatter(f"{prog}: %(message)s"))
     logger.setLevel(level)
-    try:  # tqdm's redirect merges all console handlers into one: only where there is one
-        with nullcontext() if notes_to_stdout else logging_redirect_tqdm(loggers=[logger]):
-            yield
+    try:
+        yield
     finally:
         for handler in handlers:
             logger.removeHandler(handler)
         logger.setLevel(previous)
+        logger.propagate = propagates
 
 
 @contextmanager

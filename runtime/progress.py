@@ -51,8 +51,9 @@ class StageBars:
     """One tqdm bar per stage, created on the stage's first report (when its total is known) and drawn only when
     standard error is a terminal; ``disable=True`` never draws (``--no-progress``).
 
-    Stages report either an absolute count (:meth:`reach`) or an increment (:meth:`advance`, which starts the bar
-    over once it was full: the next sequence of the same stage).
+    Stages report either an absolute count (:meth:`reach`) or an increment (:meth:`advance`). Stages run one
+    after another: a bar that is full is closed and cleared at once, and a new stage's first report closes the
+    bars of the others; the next report of a closed stage (its next sequence) opens a new bar.
     """
 
     def __init__(self, disable: bool | None = None, unit: str = "it") -> None:
@@ -63,6 +64,7 @@ class StageBars:
     def _bar(self, stage: str, total: int) -> tqdm:
         bar = self.bars.get(stage)
         if bar is None:
+            self.close()
             bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=self.unit, leave=False, disable=self.disable,
                                           dynamic_ncols=True)
         return bar
@@ -70,14 +72,17 @@ class StageBars:
     def reach(self, stage: str, done: int, total: int) -> None:
         """``done`` of ``total`` steps of ``stage`` are finished."""
         bar = self._bar(stage, total)
-        bar.update(done - bar.n)
+        self._update(stage, bar, done - bar.n)
 
     def advance(self, stage: str, steps: int, total: int) -> None:
         """``steps`` more steps of ``stage`` are finished (of ``total``)."""
-        bar = self._bar(stage, total)
-        if bar.total is not None and bar.n >= bar.total:
-            bar.reset(total=total)
+        self._update(stage, self._bar(stage, total), steps)
+
+    def _update(self, stage: str, bar: tqdm, steps: int) -> None:
         bar.update(steps)
+        if not bar.disable and bar.total is not None and bar.n >= bar.total:
+            bar.close()
+            del self.bars[stage]
 
     def close(self) -> None:
         for bar in self.bars.values():

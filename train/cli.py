@@ -15,29 +15,33 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from grm.runtime.cliapp import EXIT_GATE, stderr_logging
 from grm.runtime.errors import ConfigError, GrmError, Interrupted
 from grm.runtime.interrupts import InterruptWatch
+from grm.runtime.progress import next_step, wrote
 
-app = typer.Typer(add_completion=False, help=__doc__, pretty_exceptions_enable=False)
+ARGV_KEY = "grm.train.argv"
+NPROC = "--nproc"
+
+
+class _KeepsArgv(TyperGroup):
+    """Records the command line it parses, so that '--nproc N' hands the very same options to torchrun."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV_KEY] = tuple(args)
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(add_completion=False, help=__doc__, pretty_exceptions_enable=False, cls=_KeepsArgv)
 log = logging.getLogger("grm.train")
 SYNTH_SUBSETS = ("train", "val", "test")  # the GOT-10k split folders the dataset readers know
-
-# option name -> CLI flag, for forwarding a parsed command line to torchrun
-_FORWARDED = {
-    "config": "--config", "data_root": "--data-root", "output": "--output", "pretrained": "--pretrained",
-    "epochs": "--epochs", "batch_size": "--batch-size", "samples_per_epoch": "--samples-per-epoch",
-    "workers": "--workers", "amp": "--amp", "lasot_dir": "--lasot-dir", "got10k_dir": "--got10k-dir",
-    "trackingnet_dir": "--trackingnet-dir", "coco_dir": "--coco-dir", "val_root": "--val-root",
-    "val_interval": "--val-interval", "val_sequences": "--val-sequences", "seed": "--seed", "device": "--device",
-    "keep": "--keep", "log_interval": "--log-interval", "backbone_multiplier": "--backbone-multiplier",
-    "threads": "--threads",
-}
 
 
 def _set_threads(threads: int | None) -> None:
@@ -72,19 +76,25 @@ def _from_worker(error: GrmError) -> GrmError:
         return GrmError(_one_line(error))
 
 
-def torchrun_command(nproc: int, params: dict[str, Any], resume: bool, no_progress: bool) -> list[str]:
-    """The argument list that runs this training on ``nproc`` local ranks through ``torch.distributed.run``."""
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "grm.train.cli"]
-    for name, flag in _FORWARDED.items():
-        value = params.get(name)
-        if value is not None:
-            args += [flag, str(value)]
-    if resume:
-        args.append("--resume")
-    if no_progress:
-        args.append("--no-progress")
-    return args
+def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
+    """The argument list that runs this training on ``nproc`` local ranks through ``torch.distributed.run``: the
+    user's own command line ``argv`` without ``--nproc`` (each rank is one process of the job)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "grm.train.cli", *without_option(argv, NPROC)]
+
+
+def without_option(argv: Sequence[str], option: str) -> list[str]:
+    """``argv`` with every ``option VALUE`` and ``option=VALUE`` left out."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(f"{option}="):
+            kept.append(arg)
+    return kept
 
 
 @app.callback(invoke_without_command=True)
@@ -120,13 +130,12 @@ def train(
     """Train GRM with the official recipe of CONFIG."""
     if ctx.invoked_subcommand is not None:
         return
-    params = {k: v for k, v in ctx.params.items() if k in _FORWARDED}
     if output is None:
         raise ConfigError("--output is required (the run folder)")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(_launch(torchrun_command(nproc, params, resume, no_progress), output))
+        raise typer.Exit(_launch(torchrun_command(nproc, ctx.meta[ARGV_KEY]), output))
     try:
-        _run_training(params, resume, no_progress)
+        _run_training(dict(ctx.params), resume, no_progress)
     except GrmError as e:
         raise _from_worker(e) from e
 
@@ -167,17 +176,26 @@ def _run_training(params: dict[str, Any], resume: bool, no_progress: bool) -> No
     try:
         with stderr_logging("grm-train", level, fmt=f"grm-train: %(asctime)s [rank {info.rank}] %(message)s",
                             notes_to_stdout=True):
-            callbacks = _progress_callbacks() if info.is_main and not no_progress else None
-            result = Trainer(options, info, callbacks).fit()
+            callbacks = _progress_callbacks(no_progress) if info.is_main else None
+            trainer = Trainer(options, info, callbacks)
+            result = trainer.fit()
     except LossError as e:
         raise _fail(e, code=EXIT_GATE) from e
     finally:
         shutdown_distributed()
-    if info.is_main and result:
+    if not info.is_main:
+        return
+    if result:
         typer.echo("done: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("loss", "iou", "val_auc")))
+    files = trainer.run_files()
+    for path, what in files.written():
+        typer.echo(wrote(path, what))
+    for command in files.next_commands(trainer.cfg.name, options.val_root):
+        typer.echo(next_step(command))
 
 
-def _progress_callbacks() -> Any:
+def _progress_callbacks(no_progress: bool = False) -> Any:
+    """An iteration bar per epoch (only on a terminal, never with --no-progress) and one line per finished epoch."""
     from tqdm import tqdm
 
     from grm.train.trainer import Callbacks, StepInfo
@@ -186,7 +204,7 @@ def _progress_callbacks() -> Any:
 
     def start(epoch: int, iterations: int) -> None:
         bars["bar"] = tqdm(total=iterations, desc=f"epoch {epoch}", unit="it", dynamic_ncols=True, leave=False,
-                           disable=None)
+                           disable=True if no_progress else None)
 
     def step(s: StepInfo) -> None:
         bar = bars["bar"]

@@ -1,4 +1,8 @@
-"""Training metrics sinks: a JSON-lines log (always) and TensorBoard scalars (when installed)."""
+"""Training metrics sinks: a JSON-lines log (always) and TensorBoard scalars (when installed).
+
+TensorBoard is optional and never asked for on the command line, so its absence is no news to the user: it is
+said once per process, at debug level.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+_said: set[str] = set()
 
 
 class MetricsLog:
@@ -49,6 +54,13 @@ def _tensorboard_writer(directory: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        log.info("tensorboard is not installed; metrics go to metrics.jsonl only")
+        _once("tensorboard is not installed (pip install tensorboard); metrics go to metrics.jsonl only")
         return None
     return SummaryWriter(log_dir=str(directory))
+
+
+def _once(message: str) -> None:
+    """A debug note, logged the first time only (every run and every resume builds a new log)."""
+    if message not in _said:
+        _said.add(message)
+        log.debug(message)

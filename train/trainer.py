@@ -22,6 +22,7 @@ from torch import nn
 
 from grm.runtime.errors import CheckpointError, ConfigError, Interrupted
 from grm.runtime.interrupts import InterruptWatch
+from grm.runtime.progress import shell_word
 from grm.train import checkpointing as ckpt
 from grm.train.config import GrmConfig, get_config
 from grm.train.data.processing import Processing
@@ -119,6 +120,53 @@ class StepInfo:
     iterations: int
     stats: dict[str, float]
     samples_per_second: float
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """What a run folder holds after training (rank 0 writes it), and what to do with it next.
+
+    Attributes:
+        checkpoints: the checkpoints folder.
+        resumable: newest ``checkpoint_NNNN.pt`` (``--resume`` continues from it), if any.
+        official: newest official-format ``GRM_epNNNN.pth.tar`` (what grm-export and grm-run load), if any.
+        metrics: the JSON-lines metrics log.
+        tensorboard: the TensorBoard event folder, when one was written.
+    """
+
+    checkpoints: Path
+    resumable: Path | None
+    official: Path | None
+    metrics: Path
+    tensorboard: Path | None
+
+    @classmethod
+    def of(cls, output: Path) -> RunFiles:
+        folder = output / "checkpoints"
+        official = sorted(folder.glob("GRM_ep*.pth.tar"), key=lambda p: (len(p.name), p.name))  # official_name()
+        tensorboard = output / "tensorboard"
+        return cls(folder, ckpt.latest_checkpoint(folder), official[-1] if official else None,
+                   output / "metrics.jsonl", tensorboard if tensorboard.is_dir() else None)
+
+    def written(self) -> list[tuple[Path, str]]:
+        """The run's outputs with what they are, checkpoints first."""
+        newest = [f"{p.name} {why}" for p, why in ((self.resumable, "for --resume"),
+                                                   (self.official, "in the official format")) if p is not None]
+        files = [(self.checkpoints, "checkpoints" + (f"; newest {', '.join(newest)}" if newest else ""))]
+        if self.metrics.is_file():
+            files.append((self.metrics, "metrics log, one JSON object per line"))
+        if self.tensorboard is not None:
+            files.append((self.tensorboard, "TensorBoard events"))
+        return files
+
+    def next_commands(self, config: str, val_root: Path | None) -> list[str]:
+        """Score the newest checkpoint on held-out sequences, and export it (the official-format file first)."""
+        newest = self.official or self.resumable
+        if newest is None:
+            return []
+        held_out = shell_word(val_root) if val_root is not None else "VAL_ROOT"
+        return [f"grm-train evaluate {shell_word(newest)} --val-root {held_out}",
+                f"grm-export --config {config} --checkpoint {shell_word(newest)}"]
 
 
 @dataclass
@@ -236,8 +284,16 @@ class Trainer:
                 raise Interrupted(f"stopped at once without saving; {kept}; "
                                   f"continue with the same command and --resume") from e
 
+    def run_files(self) -> RunFiles:
+        """What the run folder holds now."""
+        return RunFiles.of(self.output)
+
     def _fit(self) -> dict[str, float]:
         last: dict[str, float] = {}
+        t = self.cfg.train
+        log.info("training %s on %s: epochs %d to %d, %d iterations of batch %d per epoch and rank; run folder %s",
+                 self.cfg.name, self.device, self.start_epoch + 1, t.epochs, self.iterations_per_epoch, t.batch_size,
+                 self.output)
         for epoch in range(self.start_epoch + 1, self.cfg.train.epochs + 1):
             last = self.train_epoch(epoch)
             self.scheduler.step()
@@ -351,6 +407,7 @@ class Trainer:
             return {}
         from grm.train.validation import validate
 
+        log.info("epoch %d: validating on %s", epoch, self.options.val_root)
         with torch.random.fork_rng(devices=[]):
             result = validate(self.model, self.options.val_root, self.options.val_sequences, device=str(self.device))
         values = {"val_auc": result.auc, "val_static_auc": result.static_auc, "val_sequences": result.sequences}

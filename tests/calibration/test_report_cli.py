@@ -18,7 +18,7 @@ from grm.calibration.cli import app
 from grm.calibration.evaluate import FrameComparison, SequenceComparison
 from grm.calibration.metrics import auc_and_precision
 from grm.calibration.report import NO_DECISIONS, build_report, format_table, write_report
-from tests.badinput import check_one_line_failure, run_main
+from tests.badinput import Hint, check_hint, check_one_line_failure, run_main
 
 runner = CliRunner()
 
@@ -79,12 +79,32 @@ def test_cli_writes_model_and_report_and_fails_the_gate(tiny_onnx: Path, synth_r
     assert report["sequences"]["synthB"]["frames"] == 20
     assert report["speed"]["fp32_ms"] > 0 and report["speed"]["int8_ms"] > 0
     assert "synthB" in result.stdout and "FAIL" in result.stdout
+    # a note per stage as it starts, no bar off a terminal; every output named, the cache with its size
+    notes = [line for line in result.stdout.splitlines() if line.startswith("grm-calibrate: ")]
+    for stage in ("calibration crops: 8 from synthA", "calibrating activation ranges (minmax) on 8 crops",
+                  "evaluating INT8 against FP32 on held-out synthB (1 of 1)", "timing FP32 and INT8"):
+        assert any(stage in note for note in notes), (stage, notes)
+    cache = tmp_path / "calibration-cache"
+    assert result.stdout.splitlines()[-3:-1] == [
+        f"wrote {tmp_path / 'int8.gate-failed.onnx'} (INT8 model, --target tensorrt, failed the --max-auc-drop gate)",
+        f"wrote {tmp_path / 'int8.gate-failed.report.json'} (accuracy and speed report)"]
+    size = sum(p.stat().st_size for p in cache.iterdir())
+    assert result.stdout.splitlines()[-1].startswith(f"wrote {cache}/ (calibration crop cache, {size / 1e6:.1f} MB;")
+    assert f"rm -r {cache} frees it" in result.stdout and "next:" not in result.stdout
     # same request again: the crops come from the cache, and a loose gate passes
     again = runner.invoke(app, [*args[:-1], "100"])
     assert again.exit_code == 0, again.output
-    assert "crops from cache" in again.stdout
+    assert again.stderr == ""
     assert out.is_file() and json.loads((tmp_path / "int8.report.json").read_text())["int8_model"] == str(out)
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+    last = again.stdout.splitlines()[-5:]
+    assert last[:2] == [f"wrote {out} (INT8 model, --target tensorrt)",
+                        f"wrote {tmp_path / 'int8.report.json'} (accuracy and speed report)"]
+    assert last[2].startswith(f"crops from cache {cache}/ ({size / 1e6:.1f} MB;")
+    assert last[3:] == [f"next: grm-run SOURCE --model {out} --box x,y,w,h",
+                        f"next: grm-bench speed --engine {tiny_onnx} --engine {out} --source SOURCE --box x,y,w,h"]
+    for line in last[3:]:
+        check_hint(Hint("grm-calibrate output", line.removeprefix("next: ")))
 
 
 @pytest.mark.parametrize("case", ["int8_model", "not_onnx", "empty_data", "bad_frame"])
@@ -149,6 +169,28 @@ def test_engine_is_built_in_process_as_int8(tiny_int8, tmp_path: Path, monkeypat
     assert manifest.metadata.precision == "int8" and manifest.metadata.config == "tiny"
     plan.unlink()
     plan.with_name(plan.name + ".json").unlink()
+
+
+def test_cli_engine_lines_and_next_commands_use_the_plan(tiny_onnx: Path, synth_root: Path, tmp_path: Path,
+                                                         monkeypatch) -> None:  # noqa: ANN001
+    """--engine (fake TensorRT 10 and cuda-python): the plan and its manifest are named, and the next commands
+    run the plan."""
+    from tests.runtime.trt_fakes import FakeCudart, make_trt
+
+    monkeypatch.setitem(sys.modules, "tensorrt", make_trt(version="10.13.0.35"))
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", FakeCudart())
+    out = tmp_path / "int8.onnx"
+    result = runner.invoke(app, ["--model", str(tiny_onnx), "--data", str(synth_root), "--output", str(out),
+                                 "--samples", "4", "--threads", "1", "--eval-frames", "4", "--max-auc-drop", "100",
+                                 "--engine"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plan = tmp_path / "int8.plan"
+    lines = result.stdout.splitlines()
+    assert f"grm-calibrate: building the TensorRT INT8 engine {plan}" in lines
+    assert lines[-4:] == [f"wrote {plan} (TensorRT INT8 engine)", f"wrote {plan}.json (engine manifest)",
+                          f"next: grm-run SOURCE --model {plan} --box x,y,w,h",
+                          f"next: grm-bench speed --engine {tiny_onnx} --engine {plan} --source SOURCE --box x,y,w,h"]
+    assert plan.is_file() and Path(f"{plan}.json").is_file()
 
 
 @pytest.mark.gpu

@@ -259,4 +259,8 @@ def test_hints_were_found() -> None:
     lines = {h.line for h in HINTS}
     assert any(line.startswith("grm-export fetch --from-zip") for line in lines), lines
     assert any(line.startswith("grm-export --config") for line in lines), lines
+    # the closing "next:" lines of grm-export, grm-calibrate and grm-train
+    for start in ("grm-run SOURCE --model X --box", "grm-bench speed --engine X --engine X --source SOURCE --box",
+                  "grm-train evaluate X --val-root X", "grm-export --config X --checkpoint X"):
+        assert any(line.startswith(start) for line in lines), (start, lines)
 

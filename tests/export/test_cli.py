@@ -43,6 +43,25 @@ def test_export_prints_summary_and_writes_report(tiny_fp16_cli) -> None:
     assert "parity fp16 ONNX (ONNX Runtime CPU) vs PyTorch fp32 on 8 crop pairs" in result.stdout
     assert result.stdout.count("  threshold ") == 4 and "  PASS" in result.stdout
     assert path.with_name("grm_tiny_fp16.parity.json").is_file()
+    assert result.stdout.splitlines()[-2:] == [f"wrote {path.with_name('grm_tiny_fp16.parity.json')} (parity report)",
+                                               f"next: grm-run SOURCE --model {path} --box x,y,w,h"]
+
+
+def test_engine_and_model_options_are_the_same_words_in_export_and_calibrate() -> None:
+    """Building a TensorRT engine is the flag --engine in both commands; grm-calibrate takes its model as --model
+    (grm-export takes a checkpoint, --checkpoint)."""
+    import typer.main
+
+    from grm.calibration.cli import app as calibrate_app
+
+    def options(typer_app) -> dict[str, object]:  # noqa: ANN001
+        command = typer.main.get_command(typer_app)
+        return {opt: p for p in command.params for opt in p.opts}
+
+    export, calibrate = options(app), options(calibrate_app)
+    for found in (export, calibrate):
+        assert found["--engine"].is_flag
+    assert "--model" in calibrate and "--checkpoint" in export and "--model" not in export
 
 
 def test_help_explains_weights_and_options() -> None:

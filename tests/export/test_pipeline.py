@@ -87,3 +87,39 @@ def test_engine_beyond_tolerance_fails(monkeypatch: pytest.MonkeyPatch, tiny_che
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "t.onnx", "t.parity-failed.plan", "t.parity-failed.plan.json", "t.parity-failed.plan.parity.json",
         "t.parity.json"]  # the ONNX passed and is kept; no plan at t.plan, no temporary file left
+
+
+def test_cli_notes_each_stage_and_ends_with_every_output_and_the_next_command(
+    monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Stage notes go to stdout as each stage starts; off a terminal nothing else is drawn (stderr stays empty);
+    the last lines name every file written and the grm-run line for the new engine, which the real CLI parses."""
+    from typer.testing import CliRunner
+
+    from grm.export.cli import app
+    from tests.badinput import Hint, check_hint
+
+    _fake_engine(monkeypatch, offset_error=0.0)
+    plan = tmp_path / "t.plan"
+    result = CliRunner().invoke(app, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(plan),
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    notes = [line.removeprefix("grm-export: ") for line in lines if line.startswith("grm-export: ")]
+    stages = ["loading the tiny weights", "cutting parity crops", "exporting tiny to ONNX (fp32, opset 18)",
+              "checking the exported graph", "parity of ONNX Runtime (CPU) against PyTorch", "parity passed",
+              "building the TensorRT engine", "parity of the TensorRT engine against PyTorch", "parity passed"]
+    assert len(notes) == len(stages) and all(n.startswith(s) for n, s in zip(notes, stages, strict=True)), notes
+    assert "at thresholds 0, 0.4, 0.55, 0.6" in notes[4]
+    assert lines[-6:] == [
+        f"wrote {tmp_path / 't.onnx'} (fp32, opset 18)",
+        f"wrote {tmp_path / 't.parity.json'} (parity report)",
+        f"wrote {plan} (TensorRT 10.13.0 engine)",
+        f"wrote {plan}.json (engine manifest)",
+        f"wrote {plan}.parity.json (engine parity report)",
+        f"next: grm-run SOURCE --model {plan} --box x,y,w,h",
+    ]
+    assert all(Path(line.split(" ")[1]).is_file() for line in lines[-6:-1])
+    assert result.stdout.count("  PASS") == 2  # the ONNX and the engine parity summaries
+    check_hint(Hint("grm-export output", lines[-1].removeprefix("next: ")))

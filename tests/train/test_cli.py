@@ -11,7 +11,7 @@ from grm.train import main
 from grm.train.checkpoint import load_checkpoint
 from grm.train.cli import app, torchrun_command
 from grm.train.monitor import read_metrics
-from tests.badinput import check_one_line_failure, run_main
+from tests.badinput import Hint, check_hint, check_one_line_failure, run_main
 
 runner = CliRunner()
 
@@ -41,12 +41,28 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     fails(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out.pth.tar")], "checkpoint not found")
 
 
-def test_torchrun_command_forwards_options():
-    cmd = torchrun_command(4, {"config": "vitb_256", "output": "/runs/a", "epochs": None, "amp": "bf16", "threads": 1},
-                           resume=True, no_progress=False)
+def test_torchrun_command_forwards_the_command_line_without_nproc():
+    argv = ["--config", "vitb_256", "--nproc", "4", "--output", "/runs/a", "--amp", "bf16", "--nproc=4", "--resume",
+            "--threads", "1"]
+    cmd = torchrun_command(4, argv)
     assert cmd[:6] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
-    assert cmd[6:] == ["grm.train.cli", "--config", "vitb_256", "--output", "/runs/a", "--amp", "bf16", "--threads",
-                       "1", "--resume"]
+    assert cmd[6:] == ["grm.train.cli", "--config", "vitb_256", "--output", "/runs/a", "--amp", "bf16", "--resume",
+                       "--threads", "1"]
+
+
+def test_nproc_hands_every_option_given_to_torchrun(tmp_path, monkeypatch):
+    """Every option the user gave (whatever it is) reaches the ranks as typed; torchrun itself is not run."""
+    import grm.train.cli as cli
+
+    launched: list[list[str]] = []
+    monkeypatch.setattr(cli, "_launch", lambda command, output: launched.append(command) or 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    args = ["--config", "tiny", "--output", str(tmp_path / "run"), "--nproc", "2", "--epochs", "3", "--amp", "bf16",
+            "--val-interval", "5", "--backbone-multiplier", "1.0", "--no-progress", "--keep", "4", "--resume"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (command,) = launched
+    assert command[command.index("grm.train.cli") + 1:] == [a for a in args if a not in ("--nproc", "2")]
 
 
 def test_two_process_gloo_ddp_run(synth_root, tmp_path):
@@ -76,6 +92,18 @@ def test_single_process_cli_run_with_amp(synth_root, tmp_path, amp):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "epoch 1: loss" in result.output
+    assert "tensorboard" not in result.output.lower()
+    lines = result.output.splitlines()
+    official = out / "checkpoints" / "GRM_ep0001.pth.tar"
+    assert lines[-4:] == [
+        f"wrote {out / 'checkpoints'}/ (checkpoints; newest checkpoint_0001.pt for --resume, GRM_ep0001.pth.tar in "
+        "the official format)",
+        f"wrote {out / 'metrics.jsonl'} (metrics log, one JSON object per line)",
+        f"next: grm-train evaluate {official} --val-root {synth_root}",
+        f"next: grm-export --config tiny --checkpoint {official}",
+    ]
+    for line in lines[-2:]:
+        check_hint(Hint("grm-train output", line.removeprefix("next: ")))
     (val,) = read_metrics(out / "metrics.jsonl", "val")
     assert 0 <= val["val_auc"] <= 100 and val["val_sequences"] == 1
     result = runner.invoke(app, ["evaluate", str(out / "checkpoints" / "checkpoint_0001.pt"), "--val-root",

@@ -38,3 +38,25 @@ def test_without_tensorboard_only_jsonl(tmp_path, monkeypatch):
     log = MetricsLog(tmp_path)
     log.write("iter", 1, {"loss": 2.0})
     assert read_metrics(tmp_path / "metrics.jsonl")[0]["loss"] == 2.0
+
+
+def test_missing_tensorboard_is_said_once_and_only_at_debug_level(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from grm.train import monitor
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    monkeypatch.setattr(monitor, "_said", set())
+    with caplog.at_level(logging.INFO, logger="grm.train.monitor"):
+        MetricsLog(tmp_path / "a")
+    assert not caplog.records  # a run without TensorBoard is normal: nothing at INFO
+    with caplog.at_level(logging.DEBUG, logger="grm.train.monitor"):
+        MetricsLog(tmp_path / "b")
+        MetricsLog(tmp_path / "c")
+    assert [r.levelno for r in caplog.records] == []  # already said (at debug) by the first log of this process
+    monkeypatch.setattr(monitor, "_said", set())
+    with caplog.at_level(logging.DEBUG, logger="grm.train.monitor"):
+        MetricsLog(tmp_path / "d")
+        MetricsLog(tmp_path / "e")
+    (record,) = caplog.records
+    assert record.levelno == logging.DEBUG and "tensorboard is not installed" in record.getMessage()
