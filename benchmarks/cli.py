@@ -111,9 +111,7 @@ def _check_protocol(protocol: str) -> None:
 @user_errors
 def run_cmd(
     dataset: Dataset_,
-    engine: Annotated[
-        str, typer.Option("--model", "--engine", help="Model file: .onnx, .plan/.engine or checkpoint.")
-    ],
+    engine: Annotated[str, typer.Option("--model", "--engine", help="Model file: .onnx, .plan/.engine or checkpoint.")],
     data_root: DataRoot = None,
     results_dir: Annotated[Path, typer.Option(envvar="GRM_RESULTS_DIR", help="Root of result folders.")] = Path(
         "results"
@@ -149,9 +147,11 @@ def run_cmd(
     todo = select(ds.sequence_names(), parse_shard(shard), tuple(sequence or ()))
     require_present(ds, todo)
     # disable=None: bars only on a terminal; elsewhere (logs, batch jobs) one plain line per sequence
-    with _tracking(folder, todo), tqdm(total=len(todo), unit="seq", desc=dataset, disable=None) as seqs, tqdm(
-        unit="frame", leave=False, disable=None
-    ) as frames:
+    with (
+        _tracking(folder, todo),
+        tqdm(total=len(todo), unit="seq", desc=dataset, disable=None) as seqs,
+        tqdm(unit="frame", leave=False, disable=None) as frames,
+    ):
         finished = [0]
 
         def on_sequence(r: SequenceRun) -> None:
@@ -212,7 +212,8 @@ def analyze_cmd(
         Path, typer.Option(help="Report folder (default: the current folder; never a --results folder).")
     ] = Path("."),
     html_out: Annotated[
-        Path | None, typer.Option("--html", help="Also write one self-contained HTML page (plots, tables, lost frames).")
+        Path | None,
+        typer.Option("--html", help="Also write one self-contained HTML page (plots, tables, lost frames)."),
     ] = None,
     skip_missing: Annotated[bool, typer.Option(help="Score only sequences every folder has.")] = False,
     partial: Annotated[bool, typer.Option(help="Use only the sequences present under the root.")] = False,
@@ -262,9 +263,7 @@ def _echo_written(paths: list[Path]) -> None:
 @app.command("speed", help="Time engines on real frames: fps, latency percentiles, stage split, peak memory.")
 @user_errors
 def speed_cmd(
-    engine: Annotated[
-        list[str], typer.Option("--model", "--engine", help="Model file (repeat to compare models).")
-    ],
+    engine: Annotated[list[str], typer.Option("--model", "--engine", help="Model file (repeat to compare models).")],
     source: Annotated[
         str | None, typer.Option(help="Video or frame folder (OTB-style folder: box from its GT).")
     ] = None,

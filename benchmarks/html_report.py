@@ -147,7 +147,9 @@ def table_html(table: Table, table_id: str) -> str:
     head, rows = table
     th = "".join(f'<th scope="col" title="Sort">{html.escape(h)}</th>' for h in head)
     body = "\n".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
-    return f'<table class="sortable" id="{table_id}">\n<thead><tr>{th}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
+    return (
+        f'<table class="sortable" id="{table_id}">\n<thead><tr>{th}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
+    )
 
 
 def _lost_html(lost: dict[str, list[LostFrame]]) -> str:
@@ -163,7 +165,9 @@ def _lost_html(lost: dict[str, list[LostFrame]]) -> str:
             caption = f"{html.escape(f.sequence)}, frame {f.frame + 1}: IoU {f.iou:.2f}"
             items.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")
         body = "".join(items) or "<p>No scored frame.</p>"
-        parts.append(f'<h3>{html.escape(label)}</h3>\n<div class="lost" data-tracker="{html.escape(label)}">{body}</div>')
+        parts.append(
+            f'<h3>{html.escape(label)}</h3>\n<div class="lost" data-tracker="{html.escape(label)}">{body}</div>'
+        )
     return "\n".join(parts)
 
 
@@ -178,17 +182,17 @@ def render_html(report: AnalysisReport, lost: dict[str, list[LostFrame]] | None 
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{html.escape(legend(report))} Click a column header to sort.</p>",
         f'<section id="plots"><h2>Curves</h2><div class="plots">{plots}</div></section>',
-        f'<section><h2>Trackers</h2>{table_html(summary_rows(report), "summary")}</section>',
+        f"<section><h2>Trackers</h2>{table_html(summary_rows(report), 'summary')}</section>",
     ]
     attr = attribute_rows(report)
     if attr is not None:
-        sections.append(f'<section><h2>AUC per attribute</h2>{table_html(attr, "attributes")}</section>')
+        sections.append(f"<section><h2>AUC per attribute</h2>{table_html(attr, 'attributes')}</section>")
     if report.missing:
         items = "".join(
             f"<li>{html.escape(label)}: {html.escape(', '.join(names))}</li>" for label, names in report.missing.items()
         )
         sections.append(f"<section><h2>Sequences left out (missing results)</h2><ul>{items}</ul></section>")
-    sections.append(f'<section><h2>Per sequence</h2>{table_html(sequence_rows(report), "sequences")}</section>')
+    sections.append(f"<section><h2>Per sequence</h2>{table_html(sequence_rows(report), 'sequences')}</section>")
     if lost:
         sections.append(
             '<section id="lost-frames"><h2>Where each tracker lost the target most</h2>'

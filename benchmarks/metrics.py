@@ -271,7 +271,9 @@ def summarize(curves: Sequence[Curves], overlap: Array) -> Summary:
 
 
 def score_boxes(
-    preds: Sequence[Array], gts: Sequence[Array], tag: str = "default",
+    preds: Sequence[Array],
+    gts: Sequence[Array],
+    tag: str = "default",
     visible: Sequence[NDArray[np.bool_] | None] | None = None,
 ) -> Summary:
     """Scores in percent of in-memory one-pass results under the ``pytracking`` rules of dataset ``tag``.

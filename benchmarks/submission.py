@@ -99,7 +99,9 @@ def _result_files(folder: Path, sequence: SequenceName, ignore_extra: bool) -> d
             "dataset; move it away or pass --ignore-extra to skip it"
         )
     if extra:
-        log.warning("%s: skipped %d files that are no sequence of the dataset: %s", folder, len(extra), ", ".join(extra))
+        log.warning(
+            "%s: skipped %d files that are no sequence of the dataset: %s", folder, len(extra), ", ".join(extra)
+        )
     if not files:
         raise InputError(f"no result files (<seq>.txt) of the dataset's sequences in {folder}")
     return files

@@ -50,7 +50,8 @@ def calibrate(
     max_auc_drop: Annotated[float, typer.Option(help="Fail (exit 1) when INT8 loses more AUC points.")] = 1.0,
     holdout: Annotated[list[str] | None, typer.Option(help="Sequence names to evaluate on, not calibrate on.")] = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Division threshold in [0, 1), 0 = argmax rule (default: the --dataset preset).")
+        float | None,
+        typer.Option(help="Division threshold in [0, 1), 0 = argmax rule (default: the --dataset preset)."),
     ] = None,
     dataset: Annotated[
         str | None, typer.Option(help=f"Take the model's threshold preset for: {', '.join(BENCHMARKS)}.")
@@ -63,8 +64,10 @@ def calibrate(
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(help="Crop cache (default: calibration-cache/ beside --output); the same request reuses it, "
-                     "and deleting it is safe."),
+        typer.Option(
+            help="Crop cache (default: calibration-cache/ beside --output); the same request reuses it, "
+            "and deleting it is safe."
+        ),
     ] = None,
     threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime threads (0 = automatic).")] = 0,
     report: Annotated[Path | None, typer.Option(help="Report JSON (default: <output>.report.json).")] = None,

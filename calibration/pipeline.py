@@ -94,16 +94,20 @@ class CalibrateOutcome:
     def written(self) -> list[tuple[Path, str]]:
         """The files written, with what they are: the INT8 model and its report."""
         form = f"INT8 model{f', --target {self.target}' if self.target else ''}"
-        return [(self.quantized.output, form if self.passed else f"{form}, failed the --max-auc-drop gate"),
-                (self.report_path, "accuracy and speed report")]
+        return [
+            (self.quantized.output, form if self.passed else f"{form}, failed the --max-auc-drop gate"),
+            (self.report_path, "accuracy and speed report"),
+        ]
 
     def cache_line(self) -> str | None:
         """Where the crop cache is, its size, and what to do with it (None when no cache was used)."""
         if self.cache_path is None:
             return None
         size = megabytes(folder_bytes(self.cache_path))
-        advice = (f"{size}; the same command reuses it, --cache-dir DIR puts it elsewhere, "
-                  f"rm -r {shell_word(self.cache_path)} frees it")
+        advice = (
+            f"{size}; the same command reuses it, --cache-dir DIR puts it elsewhere, "
+            f"rm -r {shell_word(self.cache_path)} frees it"
+        )
         if self.cache_hit:
             return f"crops from cache {self.cache_path}/ ({advice})"
         return f"wrote {self.cache_path}/ (calibration crop cache, {advice})"
@@ -113,8 +117,9 @@ class CalibrateOutcome:
         model = shell_word(plan or self.quantized.output)
         lines = [f"grm-run SOURCE --model {model} --box x,y,w,h"]
         if self.fp32_model is not None:
-            lines.append(f"grm-bench speed --engine {shell_word(self.fp32_model)} --engine {model} --source SOURCE "
-                         "--box x,y,w,h")
+            lines.append(
+                f"grm-bench speed --engine {shell_word(self.fp32_model)} --engine {model} --source SOURCE --box x,y,w,h"
+            )
         return lines
 
 
@@ -179,9 +184,13 @@ def _calibrate(
     state.scratch.append(written)
     fp32 = open_model(options.model, backend="onnxruntime", threads=options.threads)
     try:
-        log.info("calibration crops: %d from %s (cache %s)", options.samples,
-                 ", ".join(s.name for s in calib_seqs[:3]) + (f" and {len(calib_seqs) - 3} more" if len(calib_seqs) > 3
-                                                              else ""), options.cache_path)
+        log.info(
+            "calibration crops: %d from %s (cache %s)",
+            options.samples,
+            ", ".join(s.name for s in calib_seqs[:3])
+            + (f" and {len(calib_seqs) - 3} more" if len(calib_seqs) > 3 else ""),
+            options.cache_path,
+        )
         calib, hit = collect.load_or_collect(
             fp32, calib_seqs, samples=options.samples, threshold=threshold,
             model_sha256=sha256_file(options.model), cache_dir=options.cache_path,
@@ -218,18 +227,29 @@ def _calibrate(
     context = _context(options, calib, result, threshold, [s.name for s in calib_seqs], [s.name for s in held])
     report = build_report(comparisons, max_auc_drop=options.max_auc_drop, context=context, speed=speed)
     target = options.output if report["gate"]["passed"] else gate_failed_path(options.output)
-    report_path = options.report or (options.report_path if target == options.output else
-                                     target.with_suffix(".report.json"))
+    report_path = options.report or (
+        options.report_path if target == options.output else target.with_suffix(".report.json")
+    )
     report["int8_model"] = str(target)
     _settle(written, target, report, report_path)
-    return CalibrateOutcome(replace(result, output=target), report, report_path, hit, options.cache_path, options.model,
-                            options.quantize.target)
+    return CalibrateOutcome(
+        replace(result, output=target),
+        report,
+        report_path,
+        hit,
+        options.cache_path,
+        options.model,
+        options.quantize.target,
+    )
 
 
 def _log_quantize_start(options: quantize.QuantizeOptions, samples: int) -> None:
     if options.target == "tensorrt":
-        log.info("calibrating activation ranges (%s) on %d crops, then quantising (--target tensorrt)",
-                 options.method, samples)
+        log.info(
+            "calibrating activation ranges (%s) on %d crops, then quantising (--target tensorrt)",
+            options.method,
+            samples,
+        )
     else:
         log.info("quantising (--target %s)", options.target)
 
@@ -256,8 +276,10 @@ def _check_writable_target(output: Path) -> None:
 def _interrupt_note(options: CalibrateOptions, done: list[str]) -> str:
     if "crops" not in done:
         return f"nothing was written to {options.output}; run the same command again"
-    return (f"{options.output} was not written; the calibration crops are kept in {options.cache_path} and the "
-            "same command reuses them")
+    return (
+        f"{options.output} was not written; the calibration crops are kept in {options.cache_path} and the "
+        "same command reuses them"
+    )
 
 
 def _context(

@@ -16,8 +16,12 @@ from grm.runtime.cliapp import Needs, run_cli
 if TYPE_CHECKING:
     import typer
 
-NEEDS = (Needs("torch", "export"), Needs("onnx", "export"), Needs("onnxscript", "export"),
-         Needs("onnxruntime", "export"))
+NEEDS = (
+    Needs("torch", "export"),
+    Needs("onnx", "export"),
+    Needs("onnxscript", "export"),
+    Needs("onnxruntime", "export"),
+)
 
 
 def _load_app() -> typer.Typer:

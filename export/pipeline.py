@@ -205,9 +205,7 @@ class _ExportSteps:
         self.kept.append(target)
         return replace(exported, path=target), report, report_file
 
-    def engine(
-        self, exported: OnnxExport, target: Path
-    ) -> tuple[EngineBuild, parity.ParityReport | None, Path | None]:
+    def engine(self, exported: OnnxExport, target: Path) -> tuple[EngineBuild, parity.ParityReport | None, Path | None]:
         """Build a plan from the verified ONNX into a temporary file, check parity, then rename to ``target``;
         returns the build, its parity report and the report's path."""
         options = self.options
@@ -219,8 +217,7 @@ class _ExportSteps:
         self._stop_if_requested()
         report, report_file = None, None
         if options.verify:
-            report = verify_engine(engine, exported, self.model, options, self.progress, name=target,
-                                   crops=self.crops)
+            report = verify_engine(engine, exported, self.model, options, self.progress, name=target, crops=self.crops)
             self._stop_if_requested()
             report_file = settle(report, written, target)
         else:
@@ -378,8 +375,7 @@ def _copy_into(source: Path, target: Path) -> None:
 def _interrupt_note(onnx_path: Path, plan_path: Path | None, kept: list[Path]) -> str:
     if not kept:
         return f"nothing was written to {onnx_path}; run the same command again"
-    return (f"kept {onnx_path} (parity passed); the engine {plan_path} was not written; "
-            "run the same command again")
+    return f"kept {onnx_path} (parity passed); the engine {plan_path} was not written; run the same command again"
 
 
 def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:

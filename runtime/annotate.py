@@ -18,8 +18,18 @@ from grm.runtime.crop import crop_side
 GREEN, RED, YELLOW, WHITE = (0, 200, 0), (0, 0, 230), (0, 215, 255), (255, 255, 255)
 MASK_TINT = np.array([255, 120, 0], dtype=np.float32)  # BGR: blue-ish tokens joined the template
 # BGR colours of several targets, by id (1 -> the first); red is left out: it marks a lost target
-TARGET_COLOURS = (GREEN, (255, 144, 30), (0, 165, 255), (255, 0, 255), (255, 255, 0), (0, 255, 255),
-                  (147, 20, 255), (128, 128, 0), (0, 128, 128), (200, 200, 200))
+TARGET_COLOURS = (
+    GREEN,
+    (255, 144, 30),
+    (0, 165, 255),
+    (255, 0, 255),
+    (255, 255, 0),
+    (0, 255, 255),
+    (147, 20, 255),
+    (128, 128, 0),
+    (0, 128, 128),
+    (200, 200, 200),
+)
 
 
 def draw_box(frame: NDArray[np.uint8], box_xywh: Sequence[float], color: tuple[int, int, int]) -> None:
@@ -36,9 +46,7 @@ def target_colour(target_id: int) -> tuple[int, int, int]:
     return TARGET_COLOURS[(target_id - 1) % len(TARGET_COLOURS)]
 
 
-def draw_target(
-    frame: NDArray[np.uint8], box_xywh: Sequence[float], target_id: int, lost: bool = False
-) -> None:
+def draw_target(frame: NDArray[np.uint8], box_xywh: Sequence[float], target_id: int, lost: bool = False) -> None:
     """Draw one of several targets in place: its box in its colour and its id (with LOST) on a band above it."""
     if not np.all(np.isfinite(box_xywh)):
         return
@@ -50,8 +58,9 @@ def draw_target(
     x, y = round(float(box_xywh[0])), round(float(box_xywh[1]))
     top = y - th - base - 4 if y - th - base - 4 >= 0 else y  # inside the box when there is no room above
     cv2.rectangle(frame, (x, top), (x + tw + 4, top + th + base + 4), colour, cv2.FILLED)
-    cv2.putText(frame, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, RED if lost else (0, 0, 0), 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        frame, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, RED if lost else (0, 0, 0), 1, cv2.LINE_AA
+    )
 
 
 def draw_status(frame: NDArray[np.uint8], text: str, color: tuple[int, int, int] = WHITE) -> None:

@@ -63,7 +63,7 @@ def run(
         typer.Option(
             metavar="X,Y,W,H",
             help="Initial box x,y,w,h in first-frame pixels; repeat for several targets (ids 1, 2, ... in this "
-            "order); omit to draw it (several with --show)."
+            "order); omit to draw it (several with --show).",
         ),
     ] = None,
     backend: Annotated[str, typer.Option(help=f"One of: {', '.join(BACKENDS)}.")] = "auto",
@@ -83,8 +83,12 @@ def run(
     ] = False,
     video_out: Annotated[Path | None, typer.Option(help="Write an annotated video (.mp4 or .avi).")] = None,
     show: Annotated[
-        bool, typer.Option("--show", help="Show the annotated frames in a window (q/Esc stops); without --box, draw "
-                           "one or several boxes on the first frame.")
+        bool,
+        typer.Option(
+            "--show",
+            help="Show the annotated frames in a window (q/Esc stops); without --box, draw "
+            "one or several boxes on the first frame.",
+        ),
     ] = False,
     json_out: Annotated[Path | None, typer.Option(help="Write the run summary as JSON.")] = None,
     lost_threshold: Annotated[

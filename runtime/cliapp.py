@@ -181,8 +181,9 @@ class _AboveBars(logging.StreamHandler):
 
 
 @contextmanager
-def stderr_logging(prog: str, level: int = logging.WARNING, fmt: str | None = None,
-                   notes_to_stdout: bool = False) -> Iterator[None]:
+def stderr_logging(
+    prog: str, level: int = logging.WARNING, fmt: str | None = None, notes_to_stdout: bool = False
+) -> Iterator[None]:
     """For one command, send the ``grm`` loggers' records to standard error (``<prog>: <level>: <message>``, above
     any tqdm bar); the handler is removed afterwards, so repeated in-process runs (tests) never stack handlers or
     write to a stream that has gone.

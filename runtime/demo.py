@@ -37,8 +37,11 @@ def is_demo(source: str) -> bool:
     if source != DEMO:
         return False
     if Path(source).exists():
-        log.warning("'%s' names an existing file or folder here, which is tracked instead of the generated demo "
-                    "clip; run grm-run demo from another folder for the clip", source)
+        log.warning(
+            "'%s' names an existing file or folder here, which is tracked instead of the generated demo "
+            "clip; run grm-run demo from another folder for the clip",
+            source,
+        )
         return False
     return True
 

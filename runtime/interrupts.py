@@ -72,4 +72,3 @@ def caused_by_interrupt(error: BaseException) -> bool:
 def interrupted_by(watch: InterruptWatch, error: BaseException) -> bool:
     """Whether ``error`` should count as Ctrl-C: the watch saw a signal, or the error wraps a KeyboardInterrupt."""
     return watch.requested or caused_by_interrupt(error)
-

@@ -105,7 +105,9 @@ def check_output(path: str | Path, option: str) -> None:
     if not parent.is_dir():
         raise OutputError(f"{option} {target}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{option} {target}: cannot create files in {parent} (read-only file system or no permission)")
+        raise OutputError(
+            f"{option} {target}: cannot create files in {parent} (read-only file system or no permission)"
+        )
 
 
 def nan_to_none(value: Any) -> Any:

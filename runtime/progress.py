@@ -65,8 +65,9 @@ class StageBars:
         bar = self.bars.get(stage)
         if bar is None:
             self.close()
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=self.unit, leave=False, disable=self.disable,
-                                          dynamic_ncols=True)
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=stage, unit=self.unit, leave=False, disable=self.disable, dynamic_ncols=True
+            )
         return bar
 
     def reach(self, stage: str, done: int, total: int) -> None:

@@ -403,12 +403,20 @@ class TrackingSession:
             if self.several is not None:
                 frames = f"{len(self.several.ids)} targets over {frames}"
                 holds = f"boxes of {len(self.several.ids)} targets, MOTChallenge lines"
-            self._attempt(failures, lambda: self._write_boxes(boxes_out), f"boxes of {frames} {_where(boxes_out)}",
-                          (boxes_out, holds))
+            self._attempt(
+                failures,
+                lambda: self._write_boxes(boxes_out),
+                f"boxes of {frames} {_where(boxes_out)}",
+                (boxes_out, holds),
+            )
         json_out = self.options.json_out
         if json_out is not None:
-            self._attempt(failures, lambda: write_json(json_out, self.summary()), f"the summary {_where(json_out)}",
-                          (json_out, "run summary"))
+            self._attempt(
+                failures,
+                lambda: write_json(json_out, self.summary()),
+                f"the summary {_where(json_out)}",
+                (json_out, "run summary"),
+            )
         return failures[0] if failures else None
 
     def _write_boxes(self, path: Path) -> Path:

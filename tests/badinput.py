@@ -64,13 +64,18 @@ def run_main(main: Callable[[list[str]], None], argv: Sequence[str], capsys: pyt
     return Outcome(code, out, err)
 
 
-def run_process(prog: str, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None,
-                interrupt_after: float | None = None, timeout: float = 300) -> Outcome:
+def run_process(
+    prog: str,
+    argv: Sequence[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    interrupt_after: float | None = None,
+    timeout: float = 300,
+) -> Outcome:
     """Run ``python -m <module of prog>`` as a real process; with ``interrupt_after``, send SIGINT (Ctrl-C) then."""
     command = [sys.executable, "-c", f"import {PROGRAMS[prog]} as m; m.main()", *argv]
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if interrupt_after is not None:
         time.sleep(interrupt_after)
         proc.send_signal(signal.SIGINT)
@@ -211,7 +216,7 @@ def hide_modules_env(folder: Path, modules: Sequence[str]) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(paths), "GRM_TEST_HIDE": ",".join(modules)}
 
 
-_PAUSE = '''
+_PAUSE = """
 import functools, importlib, pathlib, sys, time
 module_name, _, attr = sys.argv.pop(1).partition(":")
 flag, pause = pathlib.Path(sys.argv.pop(1)), float(sys.argv.pop(1))
@@ -229,11 +234,18 @@ def paused(*args, **kwargs):
 
 setattr(owner, name, paused)
 importlib.import_module(sys.argv.pop(1)).main()
-'''
+"""
 
 
-def run_interrupted(prog: str, argv: Sequence[str], cwd: Path, at: str, env: dict[str, str] | None = None,
-                    pause: float = 600.0, timeout: float = 300) -> Outcome:
+def run_interrupted(
+    prog: str,
+    argv: Sequence[str],
+    cwd: Path,
+    at: str,
+    env: dict[str, str] | None = None,
+    pause: float = 600.0,
+    timeout: float = 300,
+) -> Outcome:
     """Run ``prog`` as a real process and press Ctrl-C (SIGINT) when it reaches ``at``.
 
     ``at`` ("module:function" or "module:Class.method", as the caller looks it up) is wrapped to pause ``pause``
@@ -244,8 +256,14 @@ def run_interrupted(prog: str, argv: Sequence[str], cwd: Path, at: str, env: dic
     with tempfile.TemporaryDirectory(prefix="grm-reached-") as folder:
         flag = Path(folder) / "reached"
         command = [sys.executable, "-c", _PAUSE, at, str(flag), str(pause), PROGRAMS[prog], *argv]
-        proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + timeout
         while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -260,8 +278,12 @@ def run_interrupted(prog: str, argv: Sequence[str], cwd: Path, at: str, env: dic
 def _try_mount_read_only(folder: Path) -> bool:
     """Mount an empty read-only tmpfs on ``folder`` (needs root with CAP_SYS_ADMIN); False where not allowed."""
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                              capture_output=True, timeout=10, check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -312,22 +334,32 @@ def _inject_read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
     import io
 
-    for module, name, writes in ((builtins, "open", open_writes), (io, "open", open_writes),
-                                 (os, "open", os_open_writes), (os, "mkdir", lambda *a, **k: True),
-                                 (os, "replace", lambda *a, **k: True), (os, "rename", lambda *a, **k: True)):
+    for module, name, writes in (
+        (builtins, "open", open_writes),
+        (io, "open", open_writes),
+        (os, "open", os_open_writes),
+        (os, "mkdir", lambda *a, **k: True),
+        (os, "replace", lambda *a, **k: True),
+        (os, "rename", lambda *a, **k: True),
+    ):
         monkeypatch.setattr(module, name, guard(getattr(module, name), writes))
 
 
 @contextmanager
-def tmpfs(folder: Path, size: str = "1m", files: dict[str, str] | None = None, read_only: bool = False
-          ) -> Iterator[Path]:
+def tmpfs(
+    folder: Path, size: str = "1m", files: dict[str, str] | None = None, read_only: bool = False
+) -> Iterator[Path]:
     """A real small file system on ``folder`` (a tmpfs of ``size``, holding ``files``, remounted read-only when
     asked): real ENOSPC and EROFS from the kernel. Skips the test where this machine refuses mounts; the injected
     cases cover those machines."""
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                              capture_output=True, timeout=10, check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         pytest.skip(f"mount refused here ({e})")
     if done.returncode != 0:

@@ -96,6 +96,10 @@ def test_import_scan_sees_hidden_imports(tmp_path, source, found):
 
 
 def test_no_sys_path_edits():
-    offenders = [str(p.relative_to(REPO)) for pkg in ALLOWED for p in (REPO / pkg).rglob("*.py")
-                 if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()]
+    offenders = [
+        str(p.relative_to(REPO))
+        for pkg in ALLOWED
+        for p in (REPO / pkg).rglob("*.py")
+        if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()
+    ]
     assert not offenders

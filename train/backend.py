@@ -29,14 +29,22 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: GRM, device: str = "cpu", with_decisions: bool = False, checkpoint_sha256: str = "") -> None:
+    def __init__(
+        self, model: GRM, device: str = "cpu", with_decisions: bool = False, checkpoint_sha256: str = ""
+    ) -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.with_decisions = with_decisions
         cfg: GrmConfig = model.config
-        self.metadata = ModelMetadata(config=cfg.name, tracker=cfg.tracker, precision="fp32",
-                                      package_version=__version__, checkpoint_sha256=checkpoint_sha256,
-                                      outputs_masks=with_decisions, depth=cfg.model.depth)
+        self.metadata = ModelMetadata(
+            config=cfg.name,
+            tracker=cfg.tracker,
+            precision="fp32",
+            package_version=__version__,
+            checkpoint_sha256=checkpoint_sha256,
+            outputs_masks=with_decisions,
+            depth=cfg.model.depth,
+        )
 
     @torch.no_grad()
     def run(self, inputs: Mapping[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
@@ -45,8 +53,9 @@ class TorchBackend:
         threshold = float(np.asarray(inputs.get(contract.THRESHOLD, [0.0])).reshape(-1)[0])
         mask = inputs.get(contract.TEMPLATE_MASK)
         mask_t = None if mask is None else torch.from_numpy(np.asarray(mask, dtype=np.float32)).to(self.device)
-        out = self.model(template, search, threshold=threshold, template_mask=mask_t,
-                         return_decisions=self.with_decisions)
+        out = self.model(
+            template, search, threshold=threshold, template_mask=mask_t, return_decisions=self.with_decisions
+        )
         result = {
             contract.SCORE_MAP: out.score_map.cpu().numpy(),
             contract.SIZE_MAP: out.size_map.cpu().numpy(),
@@ -61,8 +70,12 @@ class TorchBackend:
 
 
 def open_torch_backend(
-    path: str | Path, config: str | None = None, device: str = "cpu", threads: int | None = None,
-    with_decisions: bool = False, **_: object,
+    path: str | Path,
+    config: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    with_decisions: bool = False,
+    **_: object,
 ) -> TorchBackend:
     """Entry point ``grm.backends:torch``: load a checkpoint strictly and wrap it as a runtime backend."""
     if threads:

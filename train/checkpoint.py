@@ -96,7 +96,9 @@ def _load_restricted(path: Path) -> Any:
         ) from e
 
 
-def extract_state_dict(data: Mapping[str, Any], path: str | Path = "checkpoint") -> tuple[dict[str, torch.Tensor], str | None]:
+def extract_state_dict(
+    data: Mapping[str, Any], path: str | Path = "checkpoint"
+) -> tuple[dict[str, torch.Tensor], str | None]:
     """Return (state dict, config name or None) from an official (``net``) or project (``model``) checkpoint."""
     for key in ("net", "model"):
         if key in data and isinstance(data[key], Mapping):
@@ -130,8 +132,13 @@ def architecture_signature(state: StateDict) -> dict[str, int] | None:
 
 def config_signature(config: GrmConfig) -> dict[str, int]:
     m, t = config.model, config.tracker
-    return {"embed_dim": m.embed_dim, "depth": m.depth, "search_tokens": t.feat_size**2,
-            "template_tokens": t.template_feat_size**2, "head_channels": m.head_channels}
+    return {
+        "embed_dim": m.embed_dim,
+        "depth": m.depth,
+        "search_tokens": t.feat_size**2,
+        "template_tokens": t.template_feat_size**2,
+        "head_channels": m.head_channels,
+    }
 
 
 def infer_config(state: StateDict, path: str | Path = "checkpoint", epoch: int | None = None) -> GrmConfig:
@@ -186,8 +193,9 @@ def load_checkpoint(path: str | Path, config: str | GrmConfig | None = None) -> 
     if config is not None:
         cfg = get_config(config)
         if named and named != cfg.name:
-            raise CheckpointError(f"{path} was trained as {named} but config {cfg.name} was requested; "
-                                  f"pass --config {named}")
+            raise CheckpointError(
+                f"{path} was trained as {named} but config {cfg.name} was requested; pass --config {named}"
+            )
     elif named:
         cfg = get_config(named)
     else:

@@ -91,11 +91,18 @@ def save_training_state(
     """Write the checkpoint for ``epoch`` completed epochs plus ``step`` iterations of the next one (with that
     epoch's running ``epoch_sums``); keep only the newest ``keep`` files."""
     data = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "model": unwrap(model).state_dict(),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "epoch": epoch, "step": step, "epoch_sums": dict(epoch_sums or {}), "config_name": config_name,
-        "rng": rng_state(), "metrics": dict(metrics or {}),
+        "epoch": epoch,
+        "step": step,
+        "epoch_sums": dict(epoch_sums or {}),
+        "config_name": config_name,
+        "rng": rng_state(),
+        "metrics": dict(metrics or {}),
     }
     path = atomic_save(data, Path(directory) / checkpoint_name(epoch, step))
     for old in project_checkpoints(directory)[:-keep] if keep > 0 else []:
@@ -133,8 +140,10 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     """Read a project checkpoint (weights only, no code executed); raises :class:`CheckpointError`."""
     data = read_checkpoint(path)
     if data.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a grm-train checkpoint (format {data.get('format')!r}); "
-                              "official GRM files can be used with --pretrained or grm-run, not --resume")
+        raise CheckpointError(
+            f"{path} is not a grm-train checkpoint (format {data.get('format')!r}); "
+            "official GRM files can be used with --pretrained or grm-run, not --resume"
+        )
     if int(data.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer grm-tracker (format {data['format_version']})")
     return data
@@ -170,13 +179,21 @@ def resume_point(data: dict[str, Any]) -> tuple[int, int, dict[str, float]]:
 def official_checkpoint(model: nn.Module, epoch: int, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
     """The dict the official trainer saves (docs/training.md, checkpoints), plain values where it pickles objects."""
     return {
-        "epoch": epoch, "actor_type": "GRMActor", "net_type": "GRM", "net": unwrap(model).state_dict(),
-        "net_info": None, "constructor": None, "optimizer": optimizer.state_dict() if optimizer else None,
-        "stats": {}, "settings": None,
+        "epoch": epoch,
+        "actor_type": "GRMActor",
+        "net_type": "GRM",
+        "net": unwrap(model).state_dict(),
+        "net_info": None,
+        "constructor": None,
+        "optimizer": optimizer.state_dict() if optimizer else None,
+        "stats": {},
+        "settings": None,
     }
 
 
-def save_official(path: str | Path, model: nn.Module, epoch: int, optimizer: torch.optim.Optimizer | None = None) -> Path:
+def save_official(
+    path: str | Path, model: nn.Module, epoch: int, optimizer: torch.optim.Optimizer | None = None
+) -> Path:
     """Write an official-format ``GRM_ep%04d.pth.tar`` (loads in the official code and :func:`load_checkpoint`)."""
     return atomic_save(official_checkpoint(model, epoch, optimizer), path)
 
@@ -185,9 +202,15 @@ def export_official(checkpoint: str | Path, output: str | Path, with_optimizer: 
     """Convert a project checkpoint into the official format (weights, epoch; optimiser on request)."""
     data = load_training_state(checkpoint)
     out = {
-        "epoch": int(data["epoch"]), "actor_type": "GRMActor", "net_type": "GRM", "net": data["model"],
-        "net_info": None, "constructor": None, "optimizer": data["optimizer"] if with_optimizer else None,
-        "stats": {}, "settings": None,
+        "epoch": int(data["epoch"]),
+        "actor_type": "GRMActor",
+        "net_type": "GRM",
+        "net": data["model"],
+        "net_info": None,
+        "constructor": None,
+        "optimizer": data["optimizer"] if with_optimizer else None,
+        "stats": {},
+        "settings": None,
     }
     return atomic_save(out, output)
 

@@ -79,8 +79,16 @@ def _from_worker(error: GrmError) -> GrmError:
 def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
     """The argument list that runs this training on ``nproc`` local ranks through ``torch.distributed.run``: the
     user's own command line ``argv`` without ``--nproc`` (each rank is one process of the job)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "grm.train.cli", *without_option(argv, NPROC)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "grm.train.cli",
+        *without_option(argv, NPROC),
+    ]
 
 
 def without_option(argv: Sequence[str], option: str) -> list[str]:
@@ -101,28 +109,52 @@ def without_option(argv: Sequence[str], option: str) -> list[str]:
 def train(
     ctx: typer.Context,
     config: Annotated[str, typer.Option(help="Config name (vitb_256, vitb_256_got, vitl_320, tiny).")] = "vitb_256",
-    data_root: Annotated[Path | None, typer.Option(help="Folder with lasot/, got10k/, trackingnet/, coco/ sub-folders.")] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Folder with lasot/, got10k/, trackingnet/, coco/ sub-folders.")
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Run folder: checkpoints/, metrics.jsonl, tensorboard/.")] = None,
     pretrained: Annotated[Path | None, typer.Option(help="MAE/DeiT ViT checkpoint for the backbone.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Per-process batch size.")] = None,
-    samples_per_epoch: Annotated[int | None, typer.Option(min=1, help="Samples drawn per epoch (all ranks together).")] = None,
+    samples_per_epoch: Annotated[
+        int | None, typer.Option(min=1, help="Samples drawn per epoch (all ranks together).")
+    ] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="Data-loading worker processes per rank.")] = None,
     nproc: Annotated[int, typer.Option(min=1, help="Local processes to launch through torchrun (one per GPU).")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUTPUT.")] = False,
-    amp: Annotated[str | None, typer.Option(help="Mixed precision: bf16 or fp16 (default: fp32, the official recipe).")] = None,
-    lasot_dir: Annotated[Path | None, typer.Option(help="LaSOT root (else GRM_LASOT_DIR, else DATA_ROOT/lasot).")] = None,
-    got10k_dir: Annotated[Path | None, typer.Option(help="GOT-10k train root (else GRM_GOT10K_DIR, else DATA_ROOT/got10k).")] = None,
-    trackingnet_dir: Annotated[Path | None, typer.Option(help="TrackingNet root (else GRM_TRACKINGNET_DIR ...).")] = None,
-    coco_dir: Annotated[Path | None, typer.Option(help="COCO 2017 root (else GRM_COCO_DIR, else DATA_ROOT/coco).")] = None,
-    val_root: Annotated[Path | None, typer.Option(help="Held-out sequences (GOT-10k layout) for AUC validation.")] = None,
+    amp: Annotated[
+        str | None, typer.Option(help="Mixed precision: bf16 or fp16 (default: fp32, the official recipe).")
+    ] = None,
+    lasot_dir: Annotated[
+        Path | None, typer.Option(help="LaSOT root (else GRM_LASOT_DIR, else DATA_ROOT/lasot).")
+    ] = None,
+    got10k_dir: Annotated[
+        Path | None, typer.Option(help="GOT-10k train root (else GRM_GOT10K_DIR, else DATA_ROOT/got10k).")
+    ] = None,
+    trackingnet_dir: Annotated[
+        Path | None, typer.Option(help="TrackingNet root (else GRM_TRACKINGNET_DIR ...).")
+    ] = None,
+    coco_dir: Annotated[
+        Path | None, typer.Option(help="COCO 2017 root (else GRM_COCO_DIR, else DATA_ROOT/coco).")
+    ] = None,
+    val_root: Annotated[
+        Path | None, typer.Option(help="Held-out sequences (GOT-10k layout) for AUC validation.")
+    ] = None,
     val_interval: Annotated[int, typer.Option(min=1, help="Validate every N epochs (and after the last).")] = 20,
     val_sequences: Annotated[int | None, typer.Option(min=1, help="Validate on at most N sequences.")] = None,
-    backbone_multiplier: Annotated[float | None, typer.Option(
-        min=0.0, help="Backbone learning-rate factor (official 0.1 with a pretrained backbone; 1.0 from scratch).")] = None,
+    backbone_multiplier: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="Backbone learning-rate factor (official 0.1 with a pretrained backbone; 1.0 from scratch)."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Base seed (default: the config's, 42).")] = None,
-    device: Annotated[str | None, typer.Option(help="torch device (default cuda:<local rank> if present, else cpu).")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads per process (default: torch's choice).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="torch device (default cuda:<local rank> if present, else cpu).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch CPU threads per process (default: torch's choice).")
+    ] = None,
     keep: Annotated[int, typer.Option(min=1, help="Resumable checkpoints to keep.")] = 2,
     log_interval: Annotated[int, typer.Option(min=0, help="Iterations between metrics.jsonl lines (0: none).")] = 50,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
@@ -146,8 +178,10 @@ def _launch(command: list[str], output: Path) -> int:
     with InterruptWatch(defer=True) as watch:
         code = subprocess.call(command)  # noqa: S603 - fixed argument list
     if watch.requested:
-        raise Interrupted(f"training stopped; its checkpoints are in {output / 'checkpoints'}; continue with the "
-                          "same command and --resume")
+        raise Interrupted(
+            f"training stopped; its checkpoints are in {output / 'checkpoints'}; continue with the "
+            "same command and --resume"
+        )
     return code
 
 
@@ -159,23 +193,38 @@ def _run_training(params: dict[str, Any], resume: bool, no_progress: bool) -> No
 
     info = dist_info_from_env()
     _set_threads(params["threads"])
-    roots = DatasetRoots(data_root=params["data_root"], explicit={k: params[f"{k}_dir"] for k in
-                                                                 ("lasot", "got10k", "trackingnet", "coco")})
+    roots = DatasetRoots(
+        data_root=params["data_root"],
+        explicit={k: params[f"{k}_dir"] for k in ("lasot", "got10k", "trackingnet", "coco")},
+    )
     options = TrainOptions(
-        config=params["config"], output=params["output"], roots=roots, epochs=params["epochs"],
-        batch_size=params["batch_size"], samples_per_epoch=params["samples_per_epoch"], num_workers=params["workers"],
-        amp=params["amp"], pretrained=params["pretrained"], resume=resume, val_root=params["val_root"],
-        val_interval=params["val_interval"], val_sequences=params["val_sequences"], seed=params["seed"],
+        config=params["config"],
+        output=params["output"],
+        roots=roots,
+        epochs=params["epochs"],
+        batch_size=params["batch_size"],
+        samples_per_epoch=params["samples_per_epoch"],
+        num_workers=params["workers"],
+        amp=params["amp"],
+        pretrained=params["pretrained"],
+        resume=resume,
+        val_root=params["val_root"],
+        val_interval=params["val_interval"],
+        val_sequences=params["val_sequences"],
+        seed=params["seed"],
         backbone_multiplier=params["backbone_multiplier"],
-        device=params["device"], keep=params["keep"], log_interval=params["log_interval"],
+        device=params["device"],
+        keep=params["keep"],
+        log_interval=params["log_interval"],
     )
     from grm.train.distributed import choose_device
 
     init_distributed(info, choose_device(info, options.device))
     level = logging.INFO if info.is_main else logging.WARNING
     try:
-        with stderr_logging("grm-train", level, fmt=f"grm-train: %(asctime)s [rank {info.rank}] %(message)s",
-                            notes_to_stdout=True):
+        with stderr_logging(
+            "grm-train", level, fmt=f"grm-train: %(asctime)s [rank {info.rank}] %(message)s", notes_to_stdout=True
+        ):
             callbacks = _progress_callbacks(no_progress) if info.is_main else None
             trainer = Trainer(options, info, callbacks)
             result = trainer.fit()
@@ -203,20 +252,32 @@ def _progress_callbacks(no_progress: bool = False) -> Any:
     bars: dict[str, Any] = {}
 
     def start(epoch: int, iterations: int) -> None:
-        bars["bar"] = tqdm(total=iterations, desc=f"epoch {epoch}", unit="it", dynamic_ncols=True, leave=False,
-                           disable=True if no_progress else None)
+        bars["bar"] = tqdm(
+            total=iterations,
+            desc=f"epoch {epoch}",
+            unit="it",
+            dynamic_ncols=True,
+            leave=False,
+            disable=True if no_progress else None,
+        )
 
     def step(s: StepInfo) -> None:
         bar = bars["bar"]
-        bar.set_postfix(loss=f"{s.stats['loss']:.3f}", iou=f"{s.stats['iou']:.2f}",
-                        rate=f"{s.samples_per_second:.1f}/s", refresh=False)
+        bar.set_postfix(
+            loss=f"{s.stats['loss']:.3f}",
+            iou=f"{s.stats['iou']:.2f}",
+            rate=f"{s.samples_per_second:.1f}/s",
+            refresh=False,
+        )
         bar.update(1)
 
     def end(epoch: int, means: dict[str, float]) -> None:
         bars.pop("bar").close()
-        typer.echo(f"epoch {epoch}: loss {means['loss']:.4f} giou {means['giou']:.4f} l1 {means['l1']:.4f} "
-                   f"focal {means['focal']:.4f} iou {means['iou']:.3f} {means['samples_per_second']:.1f} samples/s "
-                   f"skipped {int(means['skipped'])}")
+        typer.echo(
+            f"epoch {epoch}: loss {means['loss']:.4f} giou {means['giou']:.4f} l1 {means['l1']:.4f} "
+            f"focal {means['focal']:.4f} iou {means['iou']:.3f} {means['samples_per_second']:.1f} samples/s "
+            f"skipped {int(means['skipped'])}"
+        )
 
     return Callbacks(on_epoch_start=start, on_step=step, on_epoch_end=end)
 
@@ -243,11 +304,18 @@ def synth(
         raise ConfigError(f"--subset must be one of {', '.join(SYNTH_SUBSETS)}; got {subset!r}{hint}")
     try:
         with tqdm(total=sequences, desc="sequences", unit="seq", leave=False, disable=None) as bar:
-            root = write_dataset(output, sequences, seed=seed, subset=subset,
-                                 spec=SynthSpec(min_frames=min_frames, max_frames=max_frames), progress=bar.update)
+            root = write_dataset(
+                output,
+                sequences,
+                seed=seed,
+                subset=subset,
+                spec=SynthSpec(min_frames=min_frames, max_frames=max_frames),
+                progress=bar.update,
+            )
     except KeyboardInterrupt as e:
-        raise Interrupted(f"the complete sequences in {output / subset} are kept; the same command writes the "
-                          "rest") from e
+        raise Interrupted(
+            f"the complete sequences in {output / subset} are kept; the same command writes the rest"
+        ) from e
     typer.echo(f"wrote {sequences} sequences to {root}")
 
 
@@ -265,8 +333,10 @@ def fetch_footage_cmd(
         result = fetch_footage(output, chosen, keep_archives=keep_archives, progress=lambda n: typer.echo(f"{n}: ok"))
     except KeyboardInterrupt as e:
         raise Interrupted(f"the verified sources in {output} are kept; the same command fetches the rest") from e
-    typer.echo(f"{result.files} files in {output / 'media'}; fetched {len(result.fetched)} sources, "
-               f"{len(result.verified)} already intact")
+    typer.echo(
+        f"{result.files} files in {output / 'media'}; fetched {len(result.fetched)} sources, "
+        f"{len(result.verified)} already intact"
+    )
 
 
 @app.command("build-pairs")
@@ -289,11 +359,17 @@ def build_pairs(
         media_files(footage, IMAGE_SUFFIXES + VIDEO_SUFFIXES)  # a missing footage folder fails before the bar
     try:
         with tqdm(desc="sequences", unit="seq") as bar:
-            root = write_pairs(footage, output, spec, seed=seed,
-                               progress=lambda kind: (bar.set_postfix_str(kind, refresh=False), bar.update(1)))
+            root = write_pairs(
+                footage,
+                output,
+                spec,
+                seed=seed,
+                progress=lambda kind: (bar.set_postfix_str(kind, refresh=False), bar.update(1)),
+            )
     except KeyboardInterrupt as e:
-        raise Interrupted(f"the complete sequences in {output / 'train'} are kept; the same command writes the "
-                          "rest") from e
+        raise Interrupted(
+            f"the complete sequences in {output / 'train'} are kept; the same command writes the rest"
+        ) from e
     count = len((root / "list.txt").read_text().split())
     typer.echo(f"wrote {count} sequences to {root}")
 
@@ -329,8 +405,10 @@ def evaluate(
     model = load_checkpoint(checkpoint, config)
     with tqdm(total=sequences, desc="sequences", unit="seq", leave=False, disable=None) as bar:
         result = validate(model, val_root, sequences, progress=bar.update)
-    typer.echo(f"AUC {result.auc:.2f}  static-box AUC {result.static_auc:.2f}  "
-               f"({result.sequences} sequences, {result.frames} frames)")
+    typer.echo(
+        f"AUC {result.auc:.2f}  static-box AUC {result.static_auc:.2f}  "
+        f"({result.sequences} sequences, {result.frames} frames)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -117,13 +117,21 @@ class GrmConfig:
             raise ConfigError("tracker.patch_size must equal model.patch_size")
 
 
-_VITB_THRESHOLDS = {"DEFAULT": 0.0, "LASOT": 0.4, "NFS": 0.6, "UAV": 0.55, "AVIST": 0.4, "TRACKINGNET": 0.0,
-                    "GOT10K_TEST": 0.0}
+_VITB_THRESHOLDS = {
+    "DEFAULT": 0.0,
+    "LASOT": 0.4,
+    "NFS": 0.6,
+    "UAV": 0.55,
+    "AVIST": 0.4,
+    "TRACKINGNET": 0.0,
+    "GOT10K_TEST": 0.0,
+}
 
 VITB = ModelConfig(embed_dim=768, depth=12, num_heads=12)
 VITL = ModelConfig(embed_dim=1024, depth=24, num_heads=16, pretrain_file="mae_pretrain_vit_large.pth")
-TRACKER_256 = TrackerParams(template_size=128, template_factor=2.0, search_size=256, search_factor=4.0,
-                            thresholds=_VITB_THRESHOLDS)
+TRACKER_256 = TrackerParams(
+    template_size=128, template_factor=2.0, search_size=256, search_factor=4.0, thresholds=_VITB_THRESHOLDS
+)
 
 CONFIGS: MappingProxyType[str, GrmConfig] = MappingProxyType(
     {
@@ -148,10 +156,18 @@ CONFIGS: MappingProxyType[str, GrmConfig] = MappingProxyType(
             name="tiny",
             official_name="tiny",
             model=ModelConfig(embed_dim=96, depth=4, num_heads=3, head_channels=64, pretrain_file=""),
-            tracker=TrackerParams(template_size=64, template_factor=2.0, search_size=128, search_factor=4.0,
-                                  thresholds=_VITB_THRESHOLDS),
-            train=TrainConfig(datasets=("GOT10K_train",), dataset_ratios=(1.0,), batch_size=8,
-                              samples_per_epoch=2000, epochs=20, lr_drop_epoch=16, num_workers=2),
+            tracker=TrackerParams(
+                template_size=64, template_factor=2.0, search_size=128, search_factor=4.0, thresholds=_VITB_THRESHOLDS
+            ),
+            train=TrainConfig(
+                datasets=("GOT10K_train",),
+                dataset_ratios=(1.0,),
+                batch_size=8,
+                samples_per_epoch=2000,
+                epochs=20,
+                lr_drop_epoch=16,
+                num_workers=2,
+            ),
             test_epoch=1,
         ),
     }

@@ -126,7 +126,7 @@ class RankIndices(torch.utils.data.Sampler[int]):
         self.skip = min(max(skip, 0), self.count)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.count * self.world, self.world)[self.skip:])
+        return iter(range(self.rank, self.count * self.world, self.world)[self.skip :])
 
     def __len__(self) -> int:
         return self.count - self.skip

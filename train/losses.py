@@ -73,6 +73,11 @@ def tracking_loss(
     l1 = torch.nn.functional.l1_loss(pred, gt)
     focal = focal_loss(score_map.float(), gt_heatmap.unsqueeze(1).float())
     total = weights.giou * g_loss + weights.l1 * l1 + weights.focal * focal
-    stats = {"loss": float(total.detach()), "giou": float(g_loss.detach()), "l1": float(l1.detach()),
-             "focal": float(focal.detach()), "iou": float(iou.detach().mean())}
+    stats = {
+        "loss": float(total.detach()),
+        "giou": float(g_loss.detach()),
+        "l1": float(l1.detach()),
+        "focal": float(focal.detach()),
+        "iou": float(iou.detach().mean()),
+    }
     return total, stats

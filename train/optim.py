@@ -19,16 +19,20 @@ def param_groups(model: nn.Module, lr: float, backbone_multiplier: float) -> lis
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return [
         {"name": "head", "params": [p for n, p in named if "backbone" not in n], "lr": lr},
-        {"name": "backbone", "params": [p for n, p in named if "backbone" in n and "divide" not in n],
-         "lr": lr * backbone_multiplier},
+        {
+            "name": "backbone",
+            "params": [p for n, p in named if "backbone" in n and "divide" not in n],
+            "lr": lr * backbone_multiplier,
+        },
         {"name": "divide", "params": [p for n, p in named if "backbone" in n and "divide" in n], "lr": lr},
     ]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW (betas 0.9/0.999, eps 1e-8) with weight decay on every parameter."""
-    return torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_multiplier), lr=cfg.lr,
-                             weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        param_groups(model, cfg.lr, cfg.backbone_multiplier), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.StepLR:

@@ -34,8 +34,10 @@ class AdaptReport:
     uninitialised: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"dropped {len(self.dropped)} keys {self.dropped}; derived {self.derived}; "
-                f"left at initialisation {len(self.uninitialised)} keys")
+        return (
+            f"dropped {len(self.dropped)} keys {self.dropped}; derived {self.derived}; "
+            f"left at initialisation {len(self.uninitialised)} keys"
+        )
 
 
 def _unwrap(checkpoint: Mapping[str, object]) -> Mapping[str, torch.Tensor]:

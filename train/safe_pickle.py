@@ -35,9 +35,34 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
 }
-_DANGEROUS_MODULES = ("os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "runpy", "pty",
-                      "builtins", "__builtin__", "code", "codeop", "ctypes", "pickle", "marshal", "types", "io",
-                      "webbrowser", "multiprocessing", "signal", "tempfile", "pathlib", "functools", "operator")
+_DANGEROUS_MODULES = (
+    "os",
+    "posix",
+    "nt",
+    "subprocess",
+    "sys",
+    "shutil",
+    "socket",
+    "importlib",
+    "runpy",
+    "pty",
+    "builtins",
+    "__builtin__",
+    "code",
+    "codeop",
+    "ctypes",
+    "pickle",
+    "marshal",
+    "types",
+    "io",
+    "webbrowser",
+    "multiprocessing",
+    "signal",
+    "tempfile",
+    "pathlib",
+    "functools",
+    "operator",
+)
 
 
 class InertStub:

@@ -145,13 +145,21 @@ class RunFiles:
         folder = output / "checkpoints"
         official = sorted(folder.glob("GRM_ep*.pth.tar"), key=lambda p: (len(p.name), p.name))  # official_name()
         tensorboard = output / "tensorboard"
-        return cls(folder, ckpt.latest_checkpoint(folder), official[-1] if official else None,
-                   output / "metrics.jsonl", tensorboard if tensorboard.is_dir() else None)
+        return cls(
+            folder,
+            ckpt.latest_checkpoint(folder),
+            official[-1] if official else None,
+            output / "metrics.jsonl",
+            tensorboard if tensorboard.is_dir() else None,
+        )
 
     def written(self) -> list[tuple[Path, str]]:
         """The run's outputs with what they are, checkpoints first."""
-        newest = [f"{p.name} {why}" for p, why in ((self.resumable, "for --resume"),
-                                                   (self.official, "in the official format")) if p is not None]
+        newest = [
+            f"{p.name} {why}"
+            for p, why in ((self.resumable, "for --resume"), (self.official, "in the official format"))
+            if p is not None
+        ]
         files = [(self.checkpoints, "checkpoints" + (f"; newest {', '.join(newest)}" if newest else ""))]
         if self.metrics.is_file():
             files.append((self.metrics, "metrics log, one JSON object per line"))
@@ -165,8 +173,10 @@ class RunFiles:
         if newest is None:
             return []
         held_out = shell_word(val_root) if val_root is not None else "VAL_ROOT"
-        return [f"grm-train evaluate {shell_word(newest)} --val-root {held_out}",
-                f"grm-export --config {config} --checkpoint {shell_word(newest)}"]
+        return [
+            f"grm-train evaluate {shell_word(newest)} --val-root {held_out}",
+            f"grm-export --config {config} --checkpoint {shell_word(newest)}",
+        ]
 
 
 @dataclass
@@ -181,7 +191,9 @@ class Callbacks:
 class Trainer:
     """Builds model, data, optimiser and schedule for :class:`TrainOptions` and runs the epochs."""
 
-    def __init__(self, options: TrainOptions, dist_info: DistInfo | None = None, callbacks: Callbacks | None = None) -> None:
+    def __init__(
+        self, options: TrainOptions, dist_info: DistInfo | None = None, callbacks: Callbacks | None = None
+    ) -> None:
         from grm.train.model import build_model
 
         self.options = options
@@ -189,8 +201,10 @@ class Trainer:
         self.callbacks = callbacks or Callbacks()
         self.cfg = options.resolved_config()
         if self.iterations_per_epoch < 1:
-            raise ConfigError(f"samples per epoch {self.cfg.train.samples_per_epoch} give no full batch of "
-                              f"{self.cfg.train.batch_size} per rank on {self.dist.world_size} ranks")
+            raise ConfigError(
+                f"samples per epoch {self.cfg.train.samples_per_epoch} give no full batch of "
+                f"{self.cfg.train.batch_size} per rank on {self.dist.world_size} ranks"
+            )
         self.device = choose_device(dist_info, options.device)
         seed_everything(self.cfg.train.seed + dist_info.rank)
         self.output = Path(options.output)
@@ -205,8 +219,14 @@ class Trainer:
         self.net = self._wrap_ddp(self.model)
         datasets = build_datasets(self.cfg.train.datasets, options.roots)
         t = self.cfg.train
-        self.sampler = PairSampler(datasets, t.dataset_ratios, Processing.from_config(self.cfg), t.samples_per_epoch,
-                                   max_interval=t.max_sample_interval, seed=t.seed)
+        self.sampler = PairSampler(
+            datasets,
+            t.dataset_ratios,
+            Processing.from_config(self.cfg),
+            t.samples_per_epoch,
+            max_interval=t.max_sample_interval,
+            seed=t.seed,
+        )
         self.metrics = MetricsLog(self.output) if dist_info.is_main else None
         self.weights = LossWeights(focal=t.focal_weight, giou=t.giou_weight, l1=t.l1_weight)
         self.global_step = self.start_epoch * self.iterations_per_epoch + self.start_step
@@ -236,11 +256,19 @@ class Trainer:
                 log.warning("--resume: no checkpoint in %s; starting from epoch 1", self.ckpt_dir)
             return 0, 0, {}
         if not self.options.resume:
-            raise CheckpointError(f"{self.ckpt_dir} already holds {latest.name}; pass --resume to continue that run "
-                                  "or choose another --output")
+            raise CheckpointError(
+                f"{self.ckpt_dir} already holds {latest.name}; pass --resume to continue that run "
+                "or choose another --output"
+            )
         data = ckpt.load_training_state(latest)
-        ckpt.restore_training_state(data, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                    config_name=self.cfg.name, scaler=self.scaler)
+        ckpt.restore_training_state(
+            data,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            config_name=self.cfg.name,
+            scaler=self.scaler,
+        )
         epoch, step, sums = ckpt.resume_point(data)
         # every rank continues its own stream: reseed the model's randomness from the saved rank-0 state + rank
         if self.dist.rank:
@@ -259,12 +287,19 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         t = self.cfg.train
         workers = t.num_workers
-        indices = RankIndices(t.samples_per_epoch, self.dist.rank, self.dist.world_size,
-                              skip=skip_iterations * t.batch_size)
+        indices = RankIndices(
+            t.samples_per_epoch, self.dist.rank, self.dist.world_size, skip=skip_iterations * t.batch_size
+        )
         return torch.utils.data.DataLoader(
-            self.sampler, batch_size=t.batch_size, sampler=indices,
-            num_workers=workers, collate_fn=collate, drop_last=True, pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(t.seed * 1000 + epoch), worker_init_fn=_worker_init,
+            self.sampler,
+            batch_size=t.batch_size,
+            sampler=indices,
+            num_workers=workers,
+            collate_fn=collate,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(t.seed * 1000 + epoch),
+            worker_init_fn=_worker_init,
             persistent_workers=False,
         )
 
@@ -281,8 +316,9 @@ class Trainer:
             except KeyboardInterrupt as e:
                 newest = ckpt.latest_checkpoint(self.ckpt_dir)
                 kept = f"the newest checkpoint is {newest}" if newest else "no checkpoint was written"
-                raise Interrupted(f"stopped at once without saving; {kept}; "
-                                  f"continue with the same command and --resume") from e
+                raise Interrupted(
+                    f"stopped at once without saving; {kept}; continue with the same command and --resume"
+                ) from e
 
     def run_files(self) -> RunFiles:
         """What the run folder holds now."""
@@ -291,17 +327,25 @@ class Trainer:
     def _fit(self) -> dict[str, float]:
         last: dict[str, float] = {}
         t = self.cfg.train
-        log.info("training %s on %s: epochs %d to %d, %d iterations of batch %d per epoch and rank; run folder %s",
-                 self.cfg.name, self.device, self.start_epoch + 1, t.epochs, self.iterations_per_epoch, t.batch_size,
-                 self.output)
+        log.info(
+            "training %s on %s: epochs %d to %d, %d iterations of batch %d per epoch and rank; run folder %s",
+            self.cfg.name,
+            self.device,
+            self.start_epoch + 1,
+            t.epochs,
+            self.iterations_per_epoch,
+            t.batch_size,
+            self.output,
+        )
         for epoch in range(self.start_epoch + 1, self.cfg.train.epochs + 1):
             last = self.train_epoch(epoch)
             self.scheduler.step()
             saved = self._save(epoch, last) if self.dist.is_main else None
             if self._stop_requested():
                 raise Interrupted(self._stop_note(saved, f"after epoch {epoch}"))
-            if self.options.val_root is not None and (epoch % self.options.val_interval == 0
-                                                      or epoch == self.cfg.train.epochs):
+            if self.options.val_root is not None and (
+                epoch % self.options.val_interval == 0 or epoch == self.cfg.train.epochs
+            ):
                 last.update(self._validate_or_stop(epoch, saved))
             barrier()
         if self.metrics is not None:
@@ -337,7 +381,11 @@ class Trainer:
             rate = (i + 1 - first) * self.cfg.train.batch_size * self.dist.world_size / (time.perf_counter() - start)
             if self.callbacks.on_step:
                 self.callbacks.on_step(StepInfo(epoch, i + 1, iterations, stats, rate))
-            if self.metrics is not None and self.options.log_interval and self.global_step % self.options.log_interval == 0:
+            if (
+                self.metrics is not None
+                and self.options.log_interval
+                and self.global_step % self.options.log_interval == 0
+            ):
                 self.metrics.write("iter", self.global_step, {"epoch": epoch, **stats})
             if i + 1 < iterations and self._stop_requested():
                 saved = self._save_step(epoch, i + 1, sums) if self.dist.is_main else None
@@ -347,8 +395,12 @@ class Trainer:
         means = average_across_ranks(means, self.device)
         elapsed = time.perf_counter() - start
         means.update({f"lr_{name}": g["lr"] for name, g in zip(GROUP_NAMES, self.optimizer.param_groups, strict=True)})
-        means.update({"samples_per_second": (iterations - first) * self.cfg.train.batch_size * self.dist.world_size
-                      / elapsed, "epoch_seconds": elapsed})
+        means.update(
+            {
+                "samples_per_second": (iterations - first) * self.cfg.train.batch_size * self.dist.world_size / elapsed,
+                "epoch_seconds": elapsed,
+            }
+        )
         if self.metrics is not None:
             self.metrics.write("epoch", epoch, means)
         if self.callbacks.on_epoch_end:
@@ -362,8 +414,7 @@ class Trainer:
         search = torch.from_numpy(batch["search"]).to(dev, non_blocking=True)
         anno = torch.from_numpy(batch["search_anno"]).to(dev)
         label = torch.from_numpy(batch["heatmap"]).to(dev)
-        autocast = (torch.autocast(dev.type, dtype=AMP_DTYPES[self.options.amp]) if self.options.amp
-                    else nullcontext())
+        autocast = torch.autocast(dev.type, dtype=AMP_DTYPES[self.options.amp]) if self.options.amp else nullcontext()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast:
             out = self.net(template, search)
@@ -379,18 +430,35 @@ class Trainer:
         return stats
 
     def _save(self, epoch: int, metrics: dict[str, float]) -> Path:
-        path = ckpt.save_training_state(self.ckpt_dir, model=self.model, optimizer=self.optimizer,
-                                        scheduler=self.scheduler, epoch=epoch, config_name=self.cfg.name,
-                                        scaler=self.scaler, metrics=metrics, keep=self.options.keep)
+        path = ckpt.save_training_state(
+            self.ckpt_dir,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            epoch=epoch,
+            config_name=self.cfg.name,
+            scaler=self.scaler,
+            metrics=metrics,
+            keep=self.options.keep,
+        )
         if ckpt.save_official_now(epoch, self.cfg.train.epochs):
             ckpt.save_official(self.ckpt_dir / ckpt.official_name(epoch), self.model, epoch)
         return path
 
     def _save_step(self, epoch: int, step: int, sums: dict[str, float]) -> Path:
         """The checkpoint inside ``epoch`` after ``step`` iterations (Ctrl-C), with the epoch's running sums."""
-        return ckpt.save_training_state(self.ckpt_dir, model=self.model, optimizer=self.optimizer,
-                                        scheduler=self.scheduler, epoch=epoch - 1, step=step, epoch_sums=sums,
-                                        config_name=self.cfg.name, scaler=self.scaler, keep=self.options.keep)
+        return ckpt.save_training_state(
+            self.ckpt_dir,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            epoch=epoch - 1,
+            step=step,
+            epoch_sums=sums,
+            config_name=self.cfg.name,
+            scaler=self.scaler,
+            keep=self.options.keep,
+        )
 
     def _validate_or_stop(self, epoch: int, saved: Path | None) -> dict[str, float]:
         """Validation, which Ctrl-C stops at once: the epoch's checkpoint is already written."""
@@ -413,8 +481,13 @@ class Trainer:
         values = {"val_auc": result.auc, "val_static_auc": result.static_auc, "val_sequences": result.sequences}
         if self.metrics is not None:
             self.metrics.write("val", epoch, values)
-        log.info("epoch %d validation: AUC %.2f (static box %.2f) on %d sequences", epoch, result.auc,
-                 result.static_auc, result.sequences)
+        log.info(
+            "epoch %d validation: AUC %.2f (static box %.2f) on %d sequences",
+            epoch,
+            result.auc,
+            result.static_auc,
+            result.sequences,
+        )
         return values
 
 

@@ -24,6 +24,8 @@ from grm.runtime.tracker import Tracker
 from grm.train.data.got10k import Got10k
 
 log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class ValidationResult:
     auc: float
@@ -73,6 +75,9 @@ def validate(
                 progress(1)
     finally:
         model.train(was_training)
-    return ValidationResult(auc=score_boxes(preds, gts, visible=visible).auc,
-                            static_auc=score_boxes(statics, gts, visible=visible).auc,
-                            sequences=count, frames=sum(len(g) for g in gts))
+    return ValidationResult(
+        auc=score_boxes(preds, gts, visible=visible).auc,
+        static_auc=score_boxes(statics, gts, visible=visible).auc,
+        sequences=count,
+        frames=sum(len(g) for g in gts),
+    )

@@ -82,11 +82,16 @@ class GOT10kVal(GOT10kTest):
             )
         image = cv2.imread(str(seq.frames[0]), cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise DatasetError(f"{self.name}: {meta_path} is missing and {seq.frames[0]} cannot be read for the image size")
+            raise DatasetError(
+                f"{self.name}: {meta_path} is missing and {seq.frames[0]} cannot be read for the image size"
+            )
         if not self._told_frame_resolution:
             self._told_frame_resolution = True
-            log.warning("%s: no resolution in %s; image sizes are read from the first frame of each such sequence",
-                        self.name, meta_path)
+            log.warning(
+                "%s: no resolution in %s; image sizes are read from the first frame of each such sequence",
+                self.name,
+                meta_path,
+            )
         return int(image.shape[1]), int(image.shape[0])
 
 

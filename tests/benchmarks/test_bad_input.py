@@ -54,13 +54,16 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     Progress bars are off: grm-bench draws them on any stderr, and these cases count its lines."""
     model, real = tmp_path / "a.onnx", engine.open_model
     model.write_bytes(b"")
-    monkeypatch.setattr(engine, "open_model", lambda path, **kw: FakeBackend() if path == str(model) else real(path, **kw))
+    monkeypatch.setattr(
+        engine, "open_model", lambda path, **kw: FakeBackend() if path == str(model) else real(path, **kw)
+    )
     monkeypatch.setattr(bench_cli, "tqdm", functools.partial(tqdm, disable=True))
     old = write_boxes(tmp_path / "results" / "old" / "otb" / "Deer.txt", still_boxes(71))
     (tmp_path / "a_file").write_text("not a folder\n")
     (tmp_path / "a_folder").mkdir()
-    return SimpleNamespace(root=tmp_path, data=otb_tree(tmp_path / "otb", ("Deer",)), model=model, old=old,
-                           results=tmp_path / "results")
+    return SimpleNamespace(
+        root=tmp_path, data=otb_tree(tmp_path / "otb", ("Deer",)), model=model, old=old, results=tmp_path / "results"
+    )
 
 
 def expand(args: list[str], work: SimpleNamespace) -> list[str]:
@@ -103,8 +106,22 @@ CASES = [
     ("speed-threshold-2", [*SPEED, "--threshold", "2"], "must lie in [0, 1)"),
     ("speed-frames-1", [*SPEED, "--frames", "1"], "--frames"),
     ("speed-warmup-negative", [*SPEED, "--warmup", "-1"], "--warmup"),
-    ("analyze-protocol", ["analyze", "--dataset", "otb", "--data-root", "{data}", "--partial", "--results",
-                          "{results}/old/otb", "--protocol", "vot"], "--protocol"),
+    (
+        "analyze-protocol",
+        [
+            "analyze",
+            "--dataset",
+            "otb",
+            "--data-root",
+            "{data}",
+            "--partial",
+            "--results",
+            "{results}/old/otb",
+            "--protocol",
+            "vot",
+        ],
+        "--protocol",
+    ),
 ]
 
 
@@ -117,8 +134,9 @@ def test_bad_input(work: SimpleNamespace, capsys: pytest.CaptureFixture[str], ar
 
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EACCES])
-def test_results_write_error_injected(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+def test_results_write_error_injected(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
     """Injected at the write call: creating a result file's temporary twin raises (no chained tracebacks)."""
 
     def refuse(target: Path) -> Path:
@@ -132,8 +150,9 @@ def test_results_write_error_injected(work: SimpleNamespace, capsys: pytest.Capt
     check_untouched(before, work.root)
 
 
-def test_results_on_a_read_only_mount(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                      tmp_path_factory) -> None:
+def test_results_on_a_read_only_mount(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], tmp_path_factory
+) -> None:
     with tmpfs(tmp_path_factory.mktemp("ro") / "mnt", read_only=True) as folder:
         before = snapshot(work.root)
         outcome = run(work, capsys, *RUN[:-1], str(folder / "results"))
@@ -141,8 +160,7 @@ def test_results_on_a_read_only_mount(work: SimpleNamespace, capsys: pytest.Capt
         check_untouched(before, work.root)
 
 
-def test_results_on_a_full_mount(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                 tmp_path_factory) -> None:
+def test_results_on_a_full_mount(work: SimpleNamespace, capsys: pytest.CaptureFixture[str], tmp_path_factory) -> None:
     """A real 4 KiB tmpfs: the run manifest fits (a rerun resumes with it), the first result file does not."""
     with tmpfs(tmp_path_factory.mktemp("full") / "mnt", size="4k") as folder:
         before = snapshot(work.root)
@@ -165,17 +183,39 @@ def _interrupted_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str], work
     KiteSurf is being tracked: Deer's files stay as they were and the line says how to resume."""
     data = otb_tree(tmp_path / "otb", ("Deer", "KiteSurf"))
     results = tmp_path / "results"
-    argv = ["--dataset", "otb", "--engine", str(DEMO_MODEL), "--data-root", str(data), "--results-dir", str(results),
-            "--label", "demo", "--threads", "1", "--no-plots", "--sequence", "Deer", "--sequence", "KiteSurf"]
+    argv = [
+        "--dataset",
+        "otb",
+        "--engine",
+        str(DEMO_MODEL),
+        "--data-root",
+        str(data),
+        "--results-dir",
+        str(results),
+        "--label",
+        "demo",
+        "--threads",
+        "1",
+        "--no-plots",
+        "--sequence",
+        "Deer",
+        "--sequence",
+        "KiteSurf",
+    ]
     earlier = run_main(grm.benchmarks.main, [*argv[:-2], "--no-analyze"], capsys)  # Deer only
     assert earlier.code == 0, earlier.stderr
     folder = results / "demo" / "otb"
     before = snapshot(tmp_path)
     before.pop(folder / "run_manifest.json")  # its 'updated' time changes with every run
-    outcome = run_interrupted(PROG, [*argv, "--workers", str(workers)], cwd=tmp_path, at=at,
-                              env={"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
-    check_one_line_failure(outcome, 130, PROG, [f"interrupted: 1 of 2 sequences are finished in {folder}",
-                                                "run the same command again to resume"])
+    outcome = run_interrupted(
+        PROG, [*argv, "--workers", str(workers)], cwd=tmp_path, at=at, env={"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    )
+    check_one_line_failure(
+        outcome,
+        130,
+        PROG,
+        [f"interrupted: 1 of 2 sequences are finished in {folder}", "run the same command again to resume"],
+    )
     check_untouched(before, tmp_path, allowed_new=[folder / "run_manifest.json"])
     assert not (folder / "KiteSurf.txt").exists() and len(read_boxes(folder / "Deer.txt")) == 71
 

@@ -146,7 +146,16 @@ def test_analyze_merges_shards_and_compares_trackers(tmp_path, fake_models):
 
 def test_missing_sequences_without_partial_name_the_count_and_the_option(tmp_path, fake_models, capsys):
     root = otb_tree(tmp_path / "otb", ("Deer", "Skiing"))
-    argv = ["--dataset", "otb", "--engine", fake_models[0], "--data-root", str(root), "--results-dir", str(tmp_path / "r")]
+    argv = [
+        "--dataset",
+        "otb",
+        "--engine",
+        fake_models[0],
+        "--data-root",
+        str(root),
+        "--results-dir",
+        str(tmp_path / "r"),
+    ]
     assert call_main(argv) == 2
     captured = capsys.readouterr()
     line = captured.err.strip()

@@ -33,8 +33,18 @@ def test_backend_help_is_the_runtime_list() -> None:
 
 
 def _argv(root, results, flag: str, model: str) -> list[str]:
-    return ["--dataset", "otb", flag, model, "--data-root", str(root), "--partial", "--results-dir", str(results),
-            "--no-analyze"]
+    return [
+        "--dataset",
+        "otb",
+        flag,
+        model,
+        "--data-root",
+        str(root),
+        "--partial",
+        "--results-dir",
+        str(results),
+        "--no-analyze",
+    ]
 
 
 def test_model_runs_and_engine_resumes_it(tmp_path, fake_models, capsys) -> None:  # noqa: F811

@@ -316,7 +316,9 @@ DOM_CHECK = """(() => ({
 }))()"""
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
 def test_html_renders_in_headless_chromium(html_report, tmp_path):
     page = html_report / "r.html"
     shot = tmp_path / "shot.png"

@@ -184,7 +184,9 @@ def test_got10k_iou_excludes_first_and_absent_frames_and_clips():
 
 
 def test_got10k_scores_of_one_sequence_and_of_none():
-    assert M.got10k_scores(np.array([1.0, 0.5, 0.8])) == pytest.approx({"AO": 230 / 3, "SR50": 200 / 3, "SR75": 200 / 3})
+    assert M.got10k_scores(np.array([1.0, 0.5, 0.8])) == pytest.approx(
+        {"AO": 230 / 3, "SR50": 200 / 3, "SR75": 200 / 3}
+    )
     assert all(math.isnan(v) for v in M.got10k_scores(np.empty(0)).values())  # every frame without the target
     with pytest.raises(InputError, match="no GOT-10k frame"):
         M.got10k_summary([np.empty(0)])

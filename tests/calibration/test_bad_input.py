@@ -49,8 +49,14 @@ OPTION_CASES: dict[str, tuple[list[str], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(OPTION_CASES))
-def test_bad_option_is_one_line(case: str, tiny_onnx: Path, synth_root: Path, tmp_path: Path, capsys,  # noqa: ANN001
-                                monkeypatch) -> None:  # noqa: ANN001
+def test_bad_option_is_one_line(
+    case: str,
+    tiny_onnx: Path,
+    synth_root: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+    monkeypatch,
+) -> None:  # noqa: ANN001
     extra, fragment = OPTION_CASES[case]
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "int8.onnx"
@@ -103,8 +109,9 @@ def test_bad_data_is_one_line(case: str, tiny_onnx: Path, tmp_path: Path, capsys
     elif case == "file":
         data.write_text("not a sequence")
     before = snapshot(tmp_path)
-    result = run_main(main, ["--model", str(tiny_onnx), "--data", str(data), "--output", str(tmp_path / "o.onnx")],
-                      capsys)
+    result = run_main(
+        main, ["--model", str(tiny_onnx), "--data", str(data), "--output", str(tmp_path / "o.onnx")], capsys
+    )
     check_one_line_failure(result, 2, PROG, [str(data)])
     check_untouched(before, tmp_path)
 
@@ -112,8 +119,9 @@ def test_bad_data_is_one_line(case: str, tiny_onnx: Path, tmp_path: Path, capsys
 def test_output_that_is_a_folder(tiny_onnx: Path, synth_root: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     (tmp_path / "int8.onnx").mkdir()
     before = snapshot(tmp_path)
-    result = run_main(main, ["--model", str(tiny_onnx), "--data", str(synth_root), "--output",
-                             str(tmp_path / "int8.onnx")], capsys)
+    result = run_main(
+        main, ["--model", str(tiny_onnx), "--data", str(synth_root), "--output", str(tmp_path / "int8.onnx")], capsys
+    )
     check_one_line_failure(result, 2, PROG, [f"cannot write {tmp_path / 'int8.onnx'}: it is a folder"])
     check_untouched(before, tmp_path)
 
@@ -122,21 +130,55 @@ def test_read_only_output_folder(tiny_onnx: Path, synth_root: Path, tmp_path: Pa
     """Fails before any crop is collected (mount or injected EROFS, see the module docstring)."""
     out = tmp_path / "ro" / "int8.onnx"
     with read_only_folder(tmp_path / "ro", monkeypatch) as how:
-        result = run_main(main, ["--model", str(tiny_onnx), "--data", str(synth_root), "--output", str(out),
-                                 "--cache-dir", str(tmp_path / "cache")], capsys)
+        result = run_main(
+            main,
+            [
+                "--model",
+                str(tiny_onnx),
+                "--data",
+                str(synth_root),
+                "--output",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ],
+            capsys,
+        )
         check_one_line_failure(result, 2, PROG, [f"cannot write {out}", "Read-only file system"])
         assert not any((tmp_path / "ro").iterdir()), how
     assert not (tmp_path / "cache").exists()
 
 
-def test_read_only_report_folder_leaves_no_model(tiny_onnx: Path, synth_root: Path, tmp_path: Path, capsys,  # noqa: ANN001
-                                                 monkeypatch) -> None:  # noqa: ANN001
+def test_read_only_report_folder_leaves_no_model(
+    tiny_onnx: Path,
+    synth_root: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+    monkeypatch,
+) -> None:  # noqa: ANN001
     """The report cannot be written: the INT8 model does not reach --output either (a model needs its report)."""
     out, report = tmp_path / "int8.onnx", tmp_path / "ro" / "r.json"
     with read_only_folder(tmp_path / "ro", monkeypatch):
-        result = run_main(main, ["--model", str(tiny_onnx), "--data", str(synth_root), "--output", str(out),
-                                 "--report", str(report), "--samples", "4", "--threads", "1", "--eval-frames", "4"],
-                          capsys)
+        result = run_main(
+            main,
+            [
+                "--model",
+                str(tiny_onnx),
+                "--data",
+                str(synth_root),
+                "--output",
+                str(out),
+                "--report",
+                str(report),
+                "--samples",
+                "4",
+                "--threads",
+                "1",
+                "--eval-frames",
+                "4",
+            ],
+            capsys,
+        )
         check_one_line_failure(result, 2, PROG, [f"cannot write {report}", "Read-only file system"])
     assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
@@ -146,22 +188,54 @@ def test_full_disk_behind_the_output_name(tiny_onnx: Path, synth_root: Path, tmp
     out = tmp_path / "int8.onnx"
     out.symlink_to("/dev/full")
     before = snapshot(tmp_path)
-    result = run_main(main, ["--model", str(tiny_onnx), "--data", str(synth_root), "--output", str(out),
-                             "--samples", "4", "--threads", "1", "--eval-frames", "4"], capsys)
+    result = run_main(
+        main,
+        [
+            "--model",
+            str(tiny_onnx),
+            "--data",
+            str(synth_root),
+            "--output",
+            str(out),
+            "--samples",
+            "4",
+            "--threads",
+            "1",
+            "--eval-frames",
+            "4",
+        ],
+        capsys,
+    )
     check_one_line_failure(result, 2, PROG, [f"cannot write {out}: no space left on the device"])
     assert out.is_symlink() and os.readlink(out) == "/dev/full"
     cache = sorted((tmp_path / "calibration-cache").iterdir())
     check_untouched(before, tmp_path, allowed_new=cache)
 
 
-def test_failed_gate_leaves_the_previous_model_alone(tiny_onnx: Path, synth_root: Path, tmp_path: Path,
-                                                     capsys) -> None:  # noqa: ANN001
+def test_failed_gate_leaves_the_previous_model_alone(tiny_onnx: Path, synth_root: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "int8.onnx"
     out.write_bytes(b"yesterday's INT8 model")
     before = snapshot(tmp_path)
-    result = run_main(main, ["--model", str(tiny_onnx), "--data", str(synth_root), "--output", str(out),
-                             "--samples", "4", "--threads", "1", "--eval-frames", "4", "--max-auc-drop", "-100"],
-                      capsys)
+    result = run_main(
+        main,
+        [
+            "--model",
+            str(tiny_onnx),
+            "--data",
+            str(synth_root),
+            "--output",
+            str(out),
+            "--samples",
+            "4",
+            "--threads",
+            "1",
+            "--eval-frames",
+            "4",
+            "--max-auc-drop",
+            "-100",
+        ],
+        capsys,
+    )
     check_one_line_failure(result, 1, PROG, ["exceeds --max-auc-drop", "int8.gate-failed.onnx"])
     failed, report = tmp_path / "int8.gate-failed.onnx", tmp_path / "int8.gate-failed.report.json"
     assert json.loads(report.read_text())["int8_model"] == str(failed)
@@ -171,22 +245,38 @@ def test_failed_gate_leaves_the_previous_model_alone(tiny_onnx: Path, synth_root
 
 @pytest.mark.parametrize("hidden", [["onnx"], ["onnxruntime"]])
 @pytest.mark.parametrize("argv", [["--help"], []])
-def test_missing_extra_is_one_line_naming_it(hidden: list[str], argv: list[str], tmp_path: Path,
-                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_missing_extra_is_one_line_naming_it(
+    hidden: list[str], argv: list[str], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     env = hide_modules_env(tmp_path_factory.mktemp("hide"), hidden)
     result = run_process(PROG, argv, tmp_path, env=env, timeout=120)
     check_one_line_failure(result, 2, PROG, [hidden[0], 'pip install "grm-tracker[calibrate]"'])
 
 
-@pytest.mark.parametrize("at, kept_crops", [("grm.calibration.collect:load_or_collect", False),
-                                            ("grm.calibration.pipeline:compare_on_sequence", True)])
-def test_ctrl_c_says_what_was_kept(at: str, kept_crops: bool, tiny_onnx: Path, synth_root: Path,
-                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "at, kept_crops",
+    [("grm.calibration.collect:load_or_collect", False), ("grm.calibration.pipeline:compare_on_sequence", True)],
+)
+def test_ctrl_c_says_what_was_kept(
+    at: str, kept_crops: bool, tiny_onnx: Path, synth_root: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "int8.onnx"
     out.write_bytes(b"yesterday's INT8 model")
     before = snapshot(tmp_path)
-    args = ["--model", str(tiny_onnx), "--data", str(synth_root), "--output", str(out), "--samples", "4",
-            "--threads", "1", "--eval-frames", "4"]
+    args = [
+        "--model",
+        str(tiny_onnx),
+        "--data",
+        str(synth_root),
+        "--output",
+        str(out),
+        "--samples",
+        "4",
+        "--threads",
+        "1",
+        "--eval-frames",
+        "4",
+    ]
     result = run_interrupted(PROG, args, tmp_path, at, env={"OMP_NUM_THREADS": "1"})
     cache = tmp_path / "calibration-cache"
     if kept_crops:

@@ -81,13 +81,18 @@ def test_cli_writes_model_and_report_and_fails_the_gate(tiny_onnx: Path, synth_r
     assert "synthB" in result.stdout and "FAIL" in result.stdout
     # a note per stage as it starts, no bar off a terminal; every output named, the cache with its size
     notes = [line for line in result.stdout.splitlines() if line.startswith("grm-calibrate: ")]
-    for stage in ("calibration crops: 8 from synthA", "calibrating activation ranges (minmax) on 8 crops",
-                  "evaluating INT8 against FP32 on held-out synthB (1 of 1)", "timing FP32 and INT8"):
+    for stage in (
+        "calibration crops: 8 from synthA",
+        "calibrating activation ranges (minmax) on 8 crops",
+        "evaluating INT8 against FP32 on held-out synthB (1 of 1)",
+        "timing FP32 and INT8",
+    ):
         assert any(stage in note for note in notes), (stage, notes)
     cache = tmp_path / "calibration-cache"
     assert result.stdout.splitlines()[-3:-1] == [
         f"wrote {tmp_path / 'int8.gate-failed.onnx'} (INT8 model, --target tensorrt, failed the --max-auc-drop gate)",
-        f"wrote {tmp_path / 'int8.gate-failed.report.json'} (accuracy and speed report)"]
+        f"wrote {tmp_path / 'int8.gate-failed.report.json'} (accuracy and speed report)",
+    ]
     size = sum(p.stat().st_size for p in cache.iterdir())
     assert result.stdout.splitlines()[-1].startswith(f"wrote {cache}/ (calibration crop cache, {size / 1e6:.1f} MB;")
     assert f"rm -r {cache} frees it" in result.stdout and "next:" not in result.stdout
@@ -98,18 +103,23 @@ def test_cli_writes_model_and_report_and_fails_the_gate(tiny_onnx: Path, synth_r
     assert out.is_file() and json.loads((tmp_path / "int8.report.json").read_text())["int8_model"] == str(out)
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
     last = again.stdout.splitlines()[-5:]
-    assert last[:2] == [f"wrote {out} (INT8 model, --target tensorrt)",
-                        f"wrote {tmp_path / 'int8.report.json'} (accuracy and speed report)"]
+    assert last[:2] == [
+        f"wrote {out} (INT8 model, --target tensorrt)",
+        f"wrote {tmp_path / 'int8.report.json'} (accuracy and speed report)",
+    ]
     assert last[2].startswith(f"crops from cache {cache}/ ({size / 1e6:.1f} MB;")
-    assert last[3:] == [f"next: grm-run SOURCE --model {out} --box x,y,w,h",
-                        f"next: grm-bench speed --engine {tiny_onnx} --engine {out} --source SOURCE --box x,y,w,h"]
+    assert last[3:] == [
+        f"next: grm-run SOURCE --model {out} --box x,y,w,h",
+        f"next: grm-bench speed --engine {tiny_onnx} --engine {out} --source SOURCE --box x,y,w,h",
+    ]
     for line in last[3:]:
         check_hint(Hint("grm-calibrate output", line.removeprefix("next: ")))
 
 
 @pytest.mark.parametrize("case", ["int8_model", "not_onnx", "empty_data", "bad_frame"])
-def test_cli_user_errors_are_one_line(case: str, tiny_onnx: Path, synth_root: Path, tmp_path: Path, tiny_int8,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_user_errors_are_one_line(
+    case: str, tiny_onnx: Path, synth_root: Path, tmp_path: Path, tiny_int8, capsys: pytest.CaptureFixture[str]
+) -> None:
     model, data = tiny_onnx, synth_root
     if case == "int8_model":
         model = tiny_int8.output
@@ -171,8 +181,9 @@ def test_engine_is_built_in_process_as_int8(tiny_int8, tmp_path: Path, monkeypat
     plan.with_name(plan.name + ".json").unlink()
 
 
-def test_cli_engine_lines_and_next_commands_use_the_plan(tiny_onnx: Path, synth_root: Path, tmp_path: Path,
-                                                         monkeypatch) -> None:  # noqa: ANN001
+def test_cli_engine_lines_and_next_commands_use_the_plan(
+    tiny_onnx: Path, synth_root: Path, tmp_path: Path, monkeypatch
+) -> None:  # noqa: ANN001
     """--engine (fake TensorRT 10 and cuda-python): the plan and its manifest are named, and the next commands
     run the plan."""
     from tests.runtime.trt_fakes import FakeCudart, make_trt
@@ -187,9 +198,12 @@ def test_cli_engine_lines_and_next_commands_use_the_plan(tiny_onnx: Path, synth_
     plan = tmp_path / "int8.plan"
     lines = result.stdout.splitlines()
     assert f"grm-calibrate: building the TensorRT INT8 engine {plan}" in lines
-    assert lines[-4:] == [f"wrote {plan} (TensorRT INT8 engine)", f"wrote {plan}.json (engine manifest)",
-                          f"next: grm-run SOURCE --model {plan} --box x,y,w,h",
-                          f"next: grm-bench speed --engine {tiny_onnx} --engine {plan} --source SOURCE --box x,y,w,h"]
+    assert lines[-4:] == [
+        f"wrote {plan} (TensorRT INT8 engine)",
+        f"wrote {plan}.json (engine manifest)",
+        f"next: grm-run SOURCE --model {plan} --box x,y,w,h",
+        f"next: grm-bench speed --engine {tiny_onnx} --engine {plan} --source SOURCE --box x,y,w,h",
+    ]
     assert plan.is_file() and Path(f"{plan}.json").is_file()
 
 

@@ -75,8 +75,9 @@ def test_damaged_checkpoint_is_one_line(case: str, tiny_checkpoint: Path, tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     before = snapshot(tmp_path)
-    result = run_main(main, ["--config", "tiny", "--checkpoint", str(checkpoint), "--output", str(out / "m.onnx")],
-                      capsys)
+    result = run_main(
+        main, ["--config", "tiny", "--checkpoint", str(checkpoint), "--output", str(out / "m.onnx")], capsys
+    )
     check_one_line_failure(result, 2, PROG, ["grm-export: error: ", str(checkpoint), CHECKPOINT_CASES[case]])
     check_untouched(before, tmp_path)
 
@@ -101,8 +102,9 @@ OPTION_CASES: dict[str, tuple[list[str], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(OPTION_CASES))
-def test_bad_option_is_one_line_before_anything_is_written(case: str, tiny_checkpoint: Path, tmp_path: Path,
-                                                           capsys, monkeypatch) -> None:  # noqa: ANN001
+def test_bad_option_is_one_line_before_anything_is_written(
+    case: str, tiny_checkpoint: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:  # noqa: ANN001
     args, fragment = OPTION_CASES[case]
     if "--config" in args and args[0] != "fetch":
         args = [*args, "--checkpoint", str(tiny_checkpoint)]
@@ -119,8 +121,9 @@ def test_output_that_is_a_folder(tiny_checkpoint: Path, tmp_path: Path, capsys) 
     (tmp_path / "m.onnx").mkdir()
     (tmp_path / "m.onnx" / "keep.txt").write_text("mine")
     before = snapshot(tmp_path)
-    result = run_main(main, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output",
-                             str(tmp_path / "m.onnx")], capsys)
+    result = run_main(
+        main, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path / "m.onnx")], capsys
+    )
     check_one_line_failure(result, 2, PROG, [f"cannot write {tmp_path / 'm.onnx'}: it is a folder"])
     check_untouched(before, tmp_path)
 
@@ -133,15 +136,19 @@ def test_read_only_output_folder(output: str, tiny_checkpoint: Path, tmp_path: P
         monkeypatch.setattr(pipeline, "gpu_info", lambda: ("Fake GPU", (8, 6)))
     target = tmp_path / "ro" / output
     with read_only_folder(tmp_path / "ro", monkeypatch) as how:
-        result = run_main(main, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(target)],
-                          capsys)
+        result = run_main(
+            main, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(target)], capsys
+        )
         line = check_one_line_failure(result, 2, PROG, ["Read-only file system"])
         assert str(target.with_suffix(".onnx")) in line, (how, line)
         assert not any((tmp_path / "ro").iterdir())
 
 
 def test_stopped_export_keeps_nothing_even_when_the_exporter_wraps_ctrl_c(
-    tiny_checkpoint: Path, tmp_path: Path, capsys, monkeypatch  # noqa: ANN001
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    capsys,
+    monkeypatch,  # noqa: ANN001
 ) -> None:
     """The dynamo exporter reports a KeyboardInterrupt as its own TorchExportError ("report a bug to PyTorch")."""
 
@@ -181,10 +188,14 @@ def test_a_swallowed_ctrl_c_still_stops_the_export(tiny_checkpoint: Path, tmp_pa
 
 
 def test_parity_failure_keeps_the_model_only_under_a_failed_name(
-    tiny_checkpoint: Path, tmp_path: Path, capsys, monkeypatch  # noqa: ANN001
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    capsys,
+    monkeypatch,  # noqa: ANN001
 ) -> None:
-    strict = parity.Tolerance(max_abs=dict.fromkeys(parity.TOLERANCES["fp32"].max_abs, 0.0),
-                              min_decision_agreement=1.0, min_mean_iou=1.0)
+    strict = parity.Tolerance(
+        max_abs=dict.fromkeys(parity.TOLERANCES["fp32"].max_abs, 0.0), min_decision_agreement=1.0, min_mean_iou=1.0
+    )
     real_compare = parity.compare
 
     def off_by_a_little(run, *args, **kwargs):  # noqa: ANN001, ANN202
@@ -196,10 +207,19 @@ def test_parity_failure_keeps_the_model_only_under_a_failed_name(
     out.write_bytes(b"the model that passed yesterday")
     (tmp_path / "m.parity.json").write_text('{"passed": true}')
     before = snapshot(tmp_path)
-    result = run_main(main, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(out),
-                             "--threads", "1"], capsys)
-    check_one_line_failure(result, 1, PROG, ["disagrees with PyTorch", "m.parity-failed.onnx",
-                                             "details in " + str(tmp_path / "m.parity-failed.parity.json")])
+    result = run_main(
+        main, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(out), "--threads", "1"], capsys
+    )
+    check_one_line_failure(
+        result,
+        1,
+        PROG,
+        [
+            "disagrees with PyTorch",
+            "m.parity-failed.onnx",
+            "details in " + str(tmp_path / "m.parity-failed.parity.json"),
+        ],
+    )
     failed, report = tmp_path / "m.parity-failed.onnx", tmp_path / "m.parity-failed.parity.json"
     check_untouched(before, tmp_path, allowed_new=[failed, report])
     assert json.loads(report.read_text())["model"] == str(failed) and failed.stat().st_size > 10_000
@@ -210,8 +230,9 @@ def test_full_disk_behind_the_output_name(tiny_checkpoint: Path, tmp_path: Path,
     out = tmp_path / "m.onnx"
     out.symlink_to("/dev/full")
     before = snapshot(tmp_path)
-    result = run_main(main, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(out),
-                             "--threads", "1"], capsys)
+    result = run_main(
+        main, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(out), "--threads", "1"], capsys
+    )
     check_one_line_failure(result, 2, PROG, [f"cannot write {out}: no space left on the device"])
     assert out.is_symlink() and os.readlink(out) == "/dev/full"
     check_untouched(before, tmp_path)
@@ -220,27 +241,43 @@ def test_full_disk_behind_the_output_name(tiny_checkpoint: Path, tmp_path: Path,
 # --- real processes: missing extras and Ctrl-C ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hidden, argv", [(["torch"], ["--help"]), (["onnx"], ["--help"]),
-                                          (["torch", "onnx"], ["--config", "tiny"]), (["onnxscript"], ["fetch"])])
-def test_missing_extra_is_one_line_naming_it(hidden: list[str], argv: list[str], tmp_path: Path,
-                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.mark.parametrize(
+    "hidden, argv",
+    [
+        (["torch"], ["--help"]),
+        (["onnx"], ["--help"]),
+        (["torch", "onnx"], ["--config", "tiny"]),
+        (["onnxscript"], ["fetch"]),
+    ],
+)
+def test_missing_extra_is_one_line_naming_it(
+    hidden: list[str], argv: list[str], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     env = hide_modules_env(tmp_path_factory.mktemp("hide"), hidden)
     result = run_process(PROG, argv, tmp_path, env=env, timeout=120)
     check_one_line_failure(result, 2, PROG, [hidden[0], 'pip install "grm-tracker[export]"'])
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("at, expected", [
-    ("grm.export.parity:compare", "interrupted: nothing was written to"),  # during parity
-    ("grm.export.static_model:StaticGrm.forward", "interrupted: nothing was written to"),  # inside the exporter
-    ("grm.export.pipeline:load_checkpoint", "interrupted:"),  # before anything started
-])
+@pytest.mark.parametrize(
+    "at, expected",
+    [
+        ("grm.export.parity:compare", "interrupted: nothing was written to"),  # during parity
+        ("grm.export.static_model:StaticGrm.forward", "interrupted: nothing was written to"),  # inside the exporter
+        ("grm.export.pipeline:load_checkpoint", "interrupted:"),  # before anything started
+    ],
+)
 def test_ctrl_c_leaves_the_previous_model_alone(at: str, expected: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
     out.write_bytes(b"the model that passed yesterday")
     before = snapshot(tmp_path)
-    result = run_interrupted(PROG, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(out),
-                                    "--threads", "1"], tmp_path, at, env={"OMP_NUM_THREADS": "1"})
+    result = run_interrupted(
+        PROG,
+        ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(out), "--threads", "1"],
+        tmp_path,
+        at,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     check_one_line_failure(result, 130, PROG, [expected])
     check_untouched(before, tmp_path)
 
@@ -260,7 +297,10 @@ def test_hints_were_found() -> None:
     assert any(line.startswith("grm-export fetch --from-zip") for line in lines), lines
     assert any(line.startswith("grm-export --config") for line in lines), lines
     # the closing "next:" lines of grm-export, grm-calibrate and grm-train
-    for start in ("grm-run SOURCE --model X --box", "grm-bench speed --engine X --engine X --source SOURCE --box",
-                  "grm-train evaluate X --val-root X", "grm-export --config X --checkpoint X"):
+    for start in (
+        "grm-run SOURCE --model X --box",
+        "grm-bench speed --engine X --engine X --source SOURCE --box",
+        "grm-train evaluate X --val-root X",
+        "grm-export --config X --checkpoint X",
+    ):
         assert any(line.startswith(start) for line in lines), (start, lines)
-

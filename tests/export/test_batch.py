@@ -268,8 +268,16 @@ def test_tensorrt_builds_static_and_dynamic_engines(batch2, dynamic, tmp_path: P
 def _plan(tmp_path: Path, metadata) -> Path:  # noqa: ANN001
     plan = tmp_path / "engine.plan"
     plan.write_bytes(PLAN_BYTES)
-    write_manifest(plan, EngineManifest(metadata=metadata, tensorrt_version="10.13.0.35", gpu_name=GPU[0],
-                                        compute_capability=GPU[1], plan_sha256=hashlib.sha256(PLAN_BYTES).hexdigest()))
+    write_manifest(
+        plan,
+        EngineManifest(
+            metadata=metadata,
+            tensorrt_version="10.13.0.35",
+            gpu_name=GPU[0],
+            compute_capability=GPU[1],
+            plan_sha256=hashlib.sha256(PLAN_BYTES).hexdigest(),
+        ),
+    )
     return plan
 
 

@@ -43,8 +43,10 @@ def test_export_prints_summary_and_writes_report(tiny_fp16_cli) -> None:
     assert "parity fp16 ONNX (ONNX Runtime CPU) vs PyTorch fp32 on 8 crop pairs" in result.stdout
     assert result.stdout.count("  threshold ") == 4 and "  PASS" in result.stdout
     assert path.with_name("grm_tiny_fp16.parity.json").is_file()
-    assert result.stdout.splitlines()[-2:] == [f"wrote {path.with_name('grm_tiny_fp16.parity.json')} (parity report)",
-                                               f"next: grm-run SOURCE --model {path} --box x,y,w,h"]
+    assert result.stdout.splitlines()[-2:] == [
+        f"wrote {path.with_name('grm_tiny_fp16.parity.json')} (parity report)",
+        f"next: grm-run SOURCE --model {path} --box x,y,w,h",
+    ]
 
 
 def test_engine_and_model_options_are_the_same_words_in_export_and_calibrate() -> None:
@@ -84,8 +86,7 @@ def test_missing_weights_names_file_and_remedies(tmp_path: Path) -> None:
 
 def test_bad_output_and_opset(tiny_checkpoint: Path, tmp_path: Path) -> None:
     base = ["--config", "tiny", "--checkpoint", str(tiny_checkpoint)]
-    _one_line_error(_main([*base, "--output", str(tmp_path / "m.txt")]), "must end in .onnx, .plan or .engine"
-    )
+    _one_line_error(_main([*base, "--output", str(tmp_path / "m.txt")]), "must end in .onnx, .plan or .engine")
     _one_line_error(_main([*base, "--opset", "17"]), "opset 17 is not supported")
     _one_line_error(_main([*base, "--checkpoint", str(tmp_path / "x.pth")]), "checkpoint not found")
 
@@ -124,18 +125,15 @@ def test_fetch_from_zip_fills_the_store(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"vitb_256_got: {home / 'weights' / 'vitb_256_got.pth.tar'}" in result.stdout
     assert (home / "weights" / "vitb_256_got.pth.tar").read_bytes() == b"weights"
-    _one_line_error(_main(["fetch", "--from-zip", str(archive), "--config", "vitl_320"]), "holds no vitl_320_ep300"
-    )
+    _one_line_error(_main(["fetch", "--from-zip", str(archive), "--config", "vitl_320"]), "holds no vitl_320_ep300")
 
 
 def test_fetch_argument_errors(tmp_path: Path) -> None:
     _one_line_error(_main(["fetch"]), "exactly one of --from-zip PATH or --url URL")
     both = ["fetch", "--from-zip", "a.zip", "--url", "http://127.0.0.1:9/x.zip"]
     _one_line_error(_main(both), "exactly one of")
-    _one_line_error(_main(["fetch", "--url", "http://127.0.0.1:9/w.pth.tar"]), "needs exactly one --config"
-    )
-    _one_line_error(_main(["fetch", "--from-zip", str(tmp_path / "none.zip")]), "release archive not found"
-    )
+    _one_line_error(_main(["fetch", "--url", "http://127.0.0.1:9/w.pth.tar"]), "needs exactly one --config")
+    _one_line_error(_main(["fetch", "--from-zip", str(tmp_path / "none.zip")]), "release archive not found")
 
 
 def test_fetch_url_downloads_one_checkpoint_into_the_store(tmp_path: Path) -> None:

@@ -79,14 +79,19 @@ def test_engine_beyond_tolerance_fails(monkeypatch: pytest.MonkeyPatch, tiny_che
     _fake_engine(monkeypatch, offset_error=3e-3)
     options = pipeline.ExportOptions(config="tiny", checkpoint=tiny_checkpoint, output=tmp_path / "t.plan", threads=1)
     with pytest.raises(
-        ParityError, match=r"TensorRT 10.13.0 engine .*t\.parity-failed\.plan disagrees with PyTorch: offset_map max abs"
+        ParityError,
+        match=r"TensorRT 10.13.0 engine .*t\.parity-failed\.plan disagrees with PyTorch: offset_map max abs",
     ):
         pipeline.run_export(options)
     report = json.loads((tmp_path / "t.parity-failed.plan.parity.json").read_text())
     assert report["passed"] is False and report["model"] == str(tmp_path / "t.parity-failed.plan")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "t.onnx", "t.parity-failed.plan", "t.parity-failed.plan.json", "t.parity-failed.plan.parity.json",
-        "t.parity.json"]  # the ONNX passed and is kept; no plan at t.plan, no temporary file left
+        "t.onnx",
+        "t.parity-failed.plan",
+        "t.parity-failed.plan.json",
+        "t.parity-failed.plan.parity.json",
+        "t.parity.json",
+    ]  # the ONNX passed and is kept; no plan at t.plan, no temporary file left
 
 
 def test_cli_notes_each_stage_and_ends_with_every_output_and_the_next_command(
@@ -101,15 +106,24 @@ def test_cli_notes_each_stage_and_ends_with_every_output_and_the_next_command(
 
     _fake_engine(monkeypatch, offset_error=0.0)
     plan = tmp_path / "t.plan"
-    result = CliRunner().invoke(app, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(plan),
-                                      "--threads", "1"])
+    result = CliRunner().invoke(
+        app, ["--config", "tiny", "--checkpoint", str(tiny_checkpoint), "--output", str(plan), "--threads", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     notes = [line.removeprefix("grm-export: ") for line in lines if line.startswith("grm-export: ")]
-    stages = ["loading the tiny weights", "cutting parity crops", "exporting tiny to ONNX (fp32, opset 18)",
-              "checking the exported graph", "parity of ONNX Runtime (CPU) against PyTorch", "parity passed",
-              "building the TensorRT engine", "parity of the TensorRT engine against PyTorch", "parity passed"]
+    stages = [
+        "loading the tiny weights",
+        "cutting parity crops",
+        "exporting tiny to ONNX (fp32, opset 18)",
+        "checking the exported graph",
+        "parity of ONNX Runtime (CPU) against PyTorch",
+        "parity passed",
+        "building the TensorRT engine",
+        "parity of the TensorRT engine against PyTorch",
+        "parity passed",
+    ]
     assert len(notes) == len(stages) and all(n.startswith(s) for n, s in zip(notes, stages, strict=True)), notes
     assert "at thresholds 0, 0.4, 0.55, 0.6" in notes[4]
     assert lines[-6:] == [

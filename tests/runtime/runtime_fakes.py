@@ -37,15 +37,20 @@ def tiny_metadata(config: str = "tiny", decisions: bool = False, params: Tracker
 
 
 def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
-    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name + "_t", TensorProto.FLOAT,
-                                                                               value.shape, value.ravel().tolist()))
+    return helper.make_node(
+        "Constant",
+        [],
+        [name],
+        value=helper.make_tensor(name + "_t", TensorProto.FLOAT, value.shape, value.ravel().tolist()),
+    )
 
 
 def _qdq_nodes() -> list[onnx.NodeProto]:
     """Symmetric INT8 Q/DQ of the search crop (scale 1/127, zero point 0), as grm-calibrate writes them."""
     return [
-        helper.make_node("Constant", [], ["q_scale"], value=helper.make_tensor("q_scale_t", TensorProto.FLOAT, [],
-                                                                               [1.0 / 127.0])),
+        helper.make_node(
+            "Constant", [], ["q_scale"], value=helper.make_tensor("q_scale_t", TensorProto.FLOAT, [], [1.0 / 127.0])
+        ),
         helper.make_node("Constant", [], ["q_zero"], value=helper.make_tensor("q_zero_t", TensorProto.INT8, [], [0])),
         helper.make_node("QuantizeLinear", ["search", "q_scale", "q_zero"], ["search_q"]),
         helper.make_node("DequantizeLinear", ["search_q", "q_scale", "q_zero"], ["search_dq"]),

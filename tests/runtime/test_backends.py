@@ -91,8 +91,16 @@ def test_decisions_output_is_exposed(fake_onnx_decisions: Path) -> None:
     assert out["decisions"].shape == (1, 3, 64) and not out["decisions"].any()
 
 
-@pytest.mark.parametrize("name, kind", [("a.onnx", "onnx"), ("a.plan", "plan"), ("a.engine", "plan"),
-                                        ("GRM_ep0300.pth.tar", "checkpoint"), ("m.pth", "checkpoint")])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("a.onnx", "onnx"),
+        ("a.plan", "plan"),
+        ("a.engine", "plan"),
+        ("GRM_ep0300.pth.tar", "checkpoint"),
+        ("m.pth", "checkpoint"),
+    ],
+)
 def test_model_kind(name: str, kind: str) -> None:
     assert model_kind(name) == kind
 
@@ -117,10 +125,12 @@ def test_unknown_backend(fake_onnx: Path) -> None:
     assert "ort-cuda" in BACKENDS and "auto" in BACKENDS
 
 
-@pytest.mark.parametrize("backend, provider", [("ort-cuda", "CUDAExecutionProvider"),
-                                               ("ort-tensorrt", "TensorrtExecutionProvider")])
-def test_missing_gpu_provider_is_an_error_not_a_fallback(fake_onnx: Path, backend: str, provider: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "backend, provider", [("ort-cuda", "CUDAExecutionProvider"), ("ort-tensorrt", "TensorrtExecutionProvider")]
+)
+def test_missing_gpu_provider_is_an_error_not_a_fallback(
+    fake_onnx: Path, backend: str, provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import onnxruntime as ort
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
@@ -134,9 +144,11 @@ def test_provider_that_fails_to_start(fake_onnx: Path, monkeypatch: pytest.Monke
 
     real = ort.InferenceSession
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    monkeypatch.setattr(ort, "InferenceSession",
-                        lambda path, sess_options, providers: real(path, sess_options=sess_options,
-                                                                   providers=["CPUExecutionProvider"]))
+    monkeypatch.setattr(
+        ort,
+        "InferenceSession",
+        lambda path, sess_options, providers: real(path, sess_options=sess_options, providers=["CPUExecutionProvider"]),
+    )
     with pytest.raises(BackendUnavailableError, match="could not start CUDAExecutionProvider"):
         open_model(fake_onnx, backend="ort-cuda")
     with caplog.at_level(logging.WARNING):
@@ -149,9 +161,9 @@ def test_resolve_providers() -> None:
     cpu_only = ["CPUExecutionProvider"]
     assert ort_backend.resolve_providers("auto", cpu_only) == cpu_only
     assert ort_backend.resolve_providers("auto", ["CUDAExecutionProvider", *cpu_only])[0] == "CUDAExecutionProvider"
-    assert ort_backend.resolve_providers("ort-tensorrt", ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                          *cpu_only]) == ["TensorrtExecutionProvider",
-                                                                          "CUDAExecutionProvider", *cpu_only]
+    assert ort_backend.resolve_providers(
+        "ort-tensorrt", ["TensorrtExecutionProvider", "CUDAExecutionProvider", *cpu_only]
+    ) == ["TensorrtExecutionProvider", "CUDAExecutionProvider", *cpu_only]
     with pytest.raises(BackendUnavailableError):
         ort_backend.resolve_providers("auto", cpu_only, providers=["OpenVINOExecutionProvider"])
 
@@ -179,7 +191,9 @@ def test_shapes_that_disagree_with_metadata(model_dir: Path) -> None:
 
 def test_config_checked_against_metadata(fake_onnx: Path) -> None:
     assert open_model(fake_onnx, config="tiny").metadata.config == "tiny"
-    with pytest.raises(ArtifactMismatchError, match="exported for config 'tiny' but --config is 'vitb_256'.*grm-export"):
+    with pytest.raises(
+        ArtifactMismatchError, match="exported for config 'tiny' but --config is 'vitb_256'.*grm-export"
+    ):
         open_model(fake_onnx, config="vitb_256")
 
 
@@ -289,12 +303,15 @@ def test_tensorrt_ep_runs_qdq_models_as_explicit_int8(model_dir: Path, fake_onnx
     assert "trt_fp16_enable" not in options
     open_model(fake_onnx, backend="ort-tensorrt")
     assert "trt_int8_enable" not in _tensorrt_options(device_sessions[-1])
-    assert dict(device_sessions[-1].requested)["CUDAExecutionProvider"] == {"device_id": 0,
-                                                                           "cudnn_conv_algo_search": "EXHAUSTIVE"}
+    assert dict(device_sessions[-1].requested)["CUDAExecutionProvider"] == {
+        "device_id": 0,
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+    }
 
 
-def test_unwritable_tensorrt_cache_is_one_clear_error(fake_onnx: Path, device_sessions: list, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_tensorrt_cache_is_one_clear_error(
+    fake_onnx: Path, device_sessions: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("GRM_TRT_CACHE", str(tmp_path / "file"))
     with pytest.raises(BackendUnavailableError, match="cannot create the TensorRT engine cache .*GRM_TRT_CACHE"):
@@ -315,8 +332,12 @@ def _cuda_session_starts() -> bool:
     from onnx import TensorProto, helper
 
     value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [value],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "probe",
+        [value],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     try:

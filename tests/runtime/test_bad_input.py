@@ -72,8 +72,9 @@ def work(tmp_path: Path, clip_video: Path, fake_onnx: Path) -> SimpleNamespace:
     (tmp_path / "no_frames").mkdir()
     folder = write_folder(tmp_path / "bad_first", square_frames(3)[0])
     (folder / "1.png").write_bytes(b"not a png")
-    return SimpleNamespace(root=tmp_path, video=tmp_path / "clip.avi", model=tmp_path / "tiny.onnx",
-                           keep=tmp_path / "keep.txt")
+    return SimpleNamespace(
+        root=tmp_path, video=tmp_path / "clip.avi", model=tmp_path / "tiny.onnx", keep=tmp_path / "keep.txt"
+    )
 
 
 def expand(args: list[str], work: SimpleNamespace) -> list[str]:
@@ -178,8 +179,9 @@ def test_bad_checkpoint(work: SimpleNamespace, capsys: pytest.CaptureFixture[str
     check_untouched(before, work.root)
 
 
-def test_checkpoint_without_torch_names_the_extra(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_without_torch_names_the_extra(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The README's [cpu] environment has no torch (simulated: an entry None in sys.modules blocks the import)."""
     path = _checkpoint(work.root, "pickle-of-garbage")
     monkeypatch.setitem(sys.modules, "torch", None)
@@ -189,8 +191,9 @@ def test_checkpoint_without_torch_names_the_extra(work: SimpleNamespace, capsys:
     check_untouched(before, work.root)
 
 
-def test_plan_without_tensorrt(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_without_tensorrt(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from grm.runtime.backends.manifest import write_manifest
 
     from .test_tensorrt_backend import _manifest
@@ -207,8 +210,9 @@ def test_plan_without_tensorrt(work: SimpleNamespace, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize("metadata", ["[1, 2]", '"tiny"', "{}", '{"config": "tiny", "tracker": 3}', "{nope"])
-def test_model_with_unreadable_metadata(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                        metadata: str) -> None:
+def test_model_with_unreadable_metadata(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], metadata: str
+) -> None:
     model = onnx.load(str(build_model(work.root / "odd.onnx", with_metadata=False)))
     onnx.helper.set_model_props(model, {METADATA_KEY: metadata})
     onnx.save(model, str(work.root / "odd.onnx"))
@@ -227,10 +231,12 @@ def test_metadata_that_is_not_an_object_is_a_config_error(text: str) -> None:
 # --- outputs that fail while writing ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code, option", [(errno.EROFS, "--boxes-out"), (errno.EACCES, "--json-out"),
-                                          (errno.ENOSPC, "--boxes-out")])
-def test_write_error_injected_at_the_write_call(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch, code: int, option: str) -> None:
+@pytest.mark.parametrize(
+    "code, option", [(errno.EROFS, "--boxes-out"), (errno.EACCES, "--json-out"), (errno.ENOSPC, "--boxes-out")]
+)
+def test_write_error_injected_at_the_write_call(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, code: int, option: str
+) -> None:
     """Injected: creating the temporary file beside the target raises (root ignores permissions and this
     sandbox may refuse mounts), so the earlier result at the final path must stay as it was."""
 
@@ -241,8 +247,9 @@ def test_write_error_injected_at_the_write_call(work: SimpleNamespace, capsys: p
     before = snapshot(work.root)
     outcome = run(work, capsys, V, "--box", INIT, "--model", M, option, K)
     cause = "no space left on the device" if code == errno.ENOSPC else os.strerror(code)
-    check_one_line_failure(outcome, 2, PROG, [f"cannot write the {'boxes file' if 'boxes' in option else 'JSON'}",
-                                              str(work.keep), cause])
+    check_one_line_failure(
+        outcome, 2, PROG, [f"cannot write the {'boxes file' if 'boxes' in option else 'JSON'}", str(work.keep), cause]
+    )
     check_untouched(before, work.root)
 
 
@@ -263,8 +270,9 @@ def _boxes_rows(path: Path) -> int:
     return len(np.loadtxt(path, delimiter=",", ndmin=2))
 
 
-def test_video_on_a_full_disk_keeps_the_boxes(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_video_on_a_full_disk_keeps_the_boxes(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Injected: the file system fills up after 4 frames (free_bytes, the writer's check, drops to 0)."""
     calls = iter(range(10_000))
     monkeypatch.setattr(outputs, "free_bytes", lambda folder: 0 if next(calls) >= 4 else 1 << 40)
@@ -276,8 +284,9 @@ def test_video_on_a_full_disk_keeps_the_boxes(work: SimpleNamespace, capsys: pyt
     assert _boxes_rows(boxes) == 5 and not video.exists()
 
 
-def test_video_writer_that_writes_nothing(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_video_writer_that_writes_nothing(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Injected: an encoder that opens and then drops every frame (OpenCV only logs write failures)."""
     real = cv2.VideoWriter
 
@@ -297,16 +306,18 @@ def test_video_writer_that_writes_nothing(work: SimpleNamespace, capsys: pytest.
     monkeypatch.setattr(cv2, "VideoWriter", Dropping)
     boxes, summary, video = work.root / "b.txt", work.root / "s.json", work.root / "v.avi"
     before = snapshot(work.root)
-    outcome = run(work, capsys, V, "--box", INIT, "--model", M, "--boxes-out", boxes, "--json-out", summary,
-                  "--video-out", video)
+    outcome = run(
+        work, capsys, V, "--box", INIT, "--model", M, "--boxes-out", boxes, "--json-out", summary, "--video-out", video
+    )
     check_one_line_failure(outcome, 2, PROG, ["cannot write the video", "0 of 12 frames", "kept boxes of 12"])
     check_untouched(before, work.root, allowed_new=[boxes, summary])
     assert _boxes_rows(boxes) == 12 and not video.exists()
     assert "cannot write the video" in json.loads(summary.read_text())["error"]
 
 
-def test_video_writer_that_cannot_open(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_video_writer_that_cannot_open(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Injected: OpenCV finds no encoder (isOpened() is False), as on builds without FFmpeg."""
 
     class Closed:
@@ -328,8 +339,9 @@ def test_video_writer_that_cannot_open(work: SimpleNamespace, capsys: pytest.Cap
     assert _boxes_rows(boxes) == 1 and not video.exists()
 
 
-def test_video_on_a_real_full_file_system(work: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-                                          tmp_path_factory) -> None:
+def test_video_on_a_real_full_file_system(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], tmp_path_factory
+) -> None:
     """A real 1 MiB tmpfs: too small for even one raw frame plus the writer's margin."""
     with tmpfs(tmp_path_factory.mktemp("full") / "mnt", size="1m") as folder:
         boxes, video = work.root / "b.txt", folder / "v.avi"
@@ -348,8 +360,7 @@ def test_boxes_to_standard_output(work: SimpleNamespace, capsys: pytest.CaptureF
     outcome = run(work, capsys, V, "--box", INIT, "--model", M, "--boxes-out", "-", "--max-frames", "4")
     assert outcome.code == 0, outcome.stderr
     rows = [line.split(",") for line in outcome.stdout.splitlines()]
-    assert len(rows) == 4 and all(len(r) == 4 for r in rows) and rows[0] == ["30.0000", "50.0000", "20.0000",
-                                                                               "20.0000"]
+    assert len(rows) == 4 and all(len(r) == 4 for r in rows) and rows[0] == ["30.0000", "50.0000", "20.0000", "20.0000"]
     assert "frames: 4" in outcome.stderr and not (work.root / "-").exists()
 
 
@@ -358,8 +369,12 @@ def test_dev_stdout_in_a_real_process(work: SimpleNamespace) -> None:
     if not Path("/dev/stdout").is_symlink():
         pytest.skip("/dev/stdout is not a symbolic link here")
     target = os.readlink("/dev/stdout")
-    outcome = run_process(PROG, expand([V, "--box", INIT, "--model", M, "--boxes-out", "/dev/stdout",
-                                        "--max-frames", "3"], work), cwd=work.root, env={"OMP_NUM_THREADS": "1"})
+    outcome = run_process(
+        PROG,
+        expand([V, "--box", INIT, "--model", M, "--boxes-out", "/dev/stdout", "--max-frames", "3"], work),
+        cwd=work.root,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert outcome.code == 0, outcome.stderr
     assert len(outcome.stdout.splitlines()) == 3 and outcome.stdout.startswith("30.0000,50.0000")
     assert Path("/dev/stdout").is_symlink() and os.readlink("/dev/stdout") == target
@@ -400,19 +415,32 @@ def test_ctrl_c_keeps_what_was_tracked(work: SimpleNamespace) -> None:
     (source / "11.png").write_bytes(b"corrupt")  # index 10
     boxes, summary = work.root / "b.txt", work.root / "s.json"
     before = snapshot(work.root)
-    outcome = run_interrupted(PROG, [str(source), "--box", INIT, "--model", str(work.model), "--boxes-out",
-                                     str(boxes), "--json-out", str(summary)], cwd=work.root,
-                              at="grm.runtime.session:log.warning", env={"OMP_NUM_THREADS": "1"})
-    check_one_line_failure(outcome, 130, PROG, ["interrupted: stopped after 10 frames", "kept boxes of 10 frames",
-                                                "run the same command again"])
+    outcome = run_interrupted(
+        PROG,
+        [str(source), "--box", INIT, "--model", str(work.model), "--boxes-out", str(boxes), "--json-out", str(summary)],
+        cwd=work.root,
+        at="grm.runtime.session:log.warning",
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    check_one_line_failure(
+        outcome,
+        130,
+        PROG,
+        ["interrupted: stopped after 10 frames", "kept boxes of 10 frames", "run the same command again"],
+    )
     check_untouched(before, work.root, allowed_new=[boxes, summary])
     assert _boxes_rows(boxes) == 10 and json.loads(summary.read_text())["interrupted"] is True
 
 
 def test_ctrl_c_without_outputs_says_how_to_keep_them(work: SimpleNamespace) -> None:
     before = snapshot(work.root)
-    outcome = run_interrupted(PROG, [str(work.video), "--box", INIT, "--model", str(work.model)], cwd=work.root,
-                              at="grm.runtime.tracker:Tracker.track", env={"OMP_NUM_THREADS": "1"})
+    outcome = run_interrupted(
+        PROG,
+        [str(work.video), "--box", INIT, "--model", str(work.model)],
+        cwd=work.root,
+        at="grm.runtime.tracker:Tracker.track",
+        env={"OMP_NUM_THREADS": "1"},
+    )
     check_one_line_failure(outcome, 130, PROG, ["stopped after 1 frame;", "--boxes-out FILE"])
     check_untouched(before, work.root)
 
@@ -433,11 +461,13 @@ def test_every_benchmark_grm_bench_loads_is_accepted() -> None:
 
 
 @pytest.mark.parametrize("dataset, threshold", [("otb", 0.0), ("OTB", 0.0), ("lasot", 0.4), ("uav", 0.55)])
-def test_dataset_selects_the_threshold(work: SimpleNamespace, capsys: pytest.CaptureFixture[str], dataset: str,
-                                       threshold: float) -> None:
+def test_dataset_selects_the_threshold(
+    work: SimpleNamespace, capsys: pytest.CaptureFixture[str], dataset: str, threshold: float
+) -> None:
     summary = work.root / "s.json"
-    outcome = run(work, capsys, V, "--box", INIT, "--model", M, "--dataset", dataset, "--json-out", summary,
-                  "--max-frames", "3")
+    outcome = run(
+        work, capsys, V, "--box", INIT, "--model", M, "--dataset", dataset, "--json-out", summary, "--max-frames", "3"
+    )
     assert outcome.code == 0, outcome.stderr
     assert json.loads(summary.read_text())["threshold"] == threshold
 
@@ -453,8 +483,15 @@ def test_hint_names_real_options(hint: Hint) -> None:
     check_hint(hint)
 
 
-@pytest.mark.parametrize("line", ["grm-export --precision fp32", "grm-calibrate --config X --engine --output P",
-                                  "grm-run demo --model --box 1,2,3,4", "grm-bench pack --results X --engine E"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "grm-export --precision fp32",
+        "grm-calibrate --config X --engine --output P",
+        "grm-run demo --model --box 1,2,3,4",
+        "grm-bench pack --results X --engine E",
+    ],
+)
 def test_hint_check_catches_wrong_hints(line: str) -> None:
     with pytest.raises(AssertionError):
         check_hint(Hint("here", line))
@@ -462,5 +499,6 @@ def test_hint_check_catches_wrong_hints(line: str) -> None:
 
 def test_hints_are_found() -> None:
     lines = {h.line for h in HINTS}
-    assert "grm-run demo --model MODEL.onnx" in lines and any(line.startswith("grm-calibrate --model") for line in
-                                                               lines)
+    assert "grm-run demo --model MODEL.onnx" in lines and any(
+        line.startswith("grm-calibrate --model") for line in lines
+    )

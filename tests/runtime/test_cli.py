@@ -44,8 +44,22 @@ def read_boxes(path: Path) -> np.ndarray:
 
 def test_video_with_every_output(tmp_path: Path, clip_video: Path, clip_frames, fake_onnx: Path) -> None:
     boxes, video, summary = tmp_path / "out" / "boxes.txt", tmp_path / "out" / "annotated.mp4", tmp_path / "s.json"
-    res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", boxes, "--with-score",
-                 "--video-out", video, "--json-out", summary, "--threads", "1")
+    res = invoke(
+        clip_video,
+        "--box",
+        INIT,
+        "--model",
+        fake_onnx,
+        "--boxes-out",
+        boxes,
+        "--with-score",
+        "--video-out",
+        video,
+        "--json-out",
+        summary,
+        "--threads",
+        "1",
+    )
     assert res.exit_code == 0, res.stderr
     rows = read_boxes(boxes)
     assert rows.shape == (12, 5)
@@ -75,8 +89,9 @@ def _umask() -> int:
     return mask
 
 
-def test_boxes_without_score_and_the_same_boxes_from_a_folder(tmp_path: Path, clip_folder: Path,
-                                                               fake_onnx: Path) -> None:
+def test_boxes_without_score_and_the_same_boxes_from_a_folder(
+    tmp_path: Path, clip_folder: Path, fake_onnx: Path
+) -> None:
     res = invoke(clip_folder, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "b.txt")
     assert res.exit_code == 0, res.stderr
     rows = read_boxes(tmp_path / "b.txt")
@@ -93,8 +108,18 @@ def test_corrupt_frame_is_reported_and_skipped(tmp_path: Path, fake_onnx: Path) 
     frames, _ = square_frames(8)
     folder = write_folder(tmp_path / "seq", frames)
     (folder / "5.png").write_bytes(b"corrupt")  # frame index 4
-    res = invoke(folder, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "b.txt", "--with-score",
-                 "--json-out", tmp_path / "s.json")
+    res = invoke(
+        folder,
+        "--box",
+        INIT,
+        "--model",
+        fake_onnx,
+        "--boxes-out",
+        tmp_path / "b.txt",
+        "--with-score",
+        "--json-out",
+        tmp_path / "s.json",
+    )
     assert res.exit_code == 0, res.stderr
     assert "frame 4 (5.png) cannot be decoded" in res.stderr
     rows = read_boxes(tmp_path / "b.txt")
@@ -117,8 +142,21 @@ def test_lost_threshold_marks_but_never_changes_boxes(tmp_path: Path, fake_onnx:
     frames, _ = square_frames(10, vanish_at=6)
     video = write_video(tmp_path / "vanish.avi", frames)
     plain = invoke(video, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "a.txt")
-    marked = invoke(video, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "b.txt",
-                    "--lost-threshold", "0.5", "--json-out", tmp_path / "s.json", "--video-out", tmp_path / "v.avi")
+    marked = invoke(
+        video,
+        "--box",
+        INIT,
+        "--model",
+        fake_onnx,
+        "--boxes-out",
+        tmp_path / "b.txt",
+        "--lost-threshold",
+        "0.5",
+        "--json-out",
+        tmp_path / "s.json",
+        "--video-out",
+        tmp_path / "v.avi",
+    )
     assert plain.exit_code == 0 and marked.exit_code == 0, marked.stderr
     assert (tmp_path / "a.txt").read_text() == (tmp_path / "b.txt").read_text()
     data = json.loads((tmp_path / "s.json").read_text())
@@ -127,15 +165,26 @@ def test_lost_threshold_marks_but_never_changes_boxes(tmp_path: Path, fake_onnx:
 
 
 def test_max_frames(tmp_path: Path, clip_video: Path, fake_onnx: Path) -> None:
-    res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "b.txt",
-                 "--max-frames", "5")
+    res = invoke(
+        clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "b.txt", "--max-frames", "5"
+    )
     assert res.exit_code == 0 and read_boxes(tmp_path / "b.txt").shape == (5, 4)
 
 
 def test_division_mask_overlay(tmp_path: Path, clip_video: Path, fake_onnx_decisions: Path) -> None:
     for flag in ("--masks", "--no-masks"):
-        res = invoke(clip_video, "--box", INIT, "--model", fake_onnx_decisions, "--video-out",
-                     tmp_path / f"{flag}.avi", flag, "--threshold", "0.5")
+        res = invoke(
+            clip_video,
+            "--box",
+            INIT,
+            "--model",
+            fake_onnx_decisions,
+            "--video-out",
+            tmp_path / f"{flag}.avi",
+            flag,
+            "--threshold",
+            "0.5",
+        )
         assert res.exit_code == 0, res.stderr
     caps = [cv2.VideoCapture(str(tmp_path / f"{flag}.avi")) for flag in ("--masks", "--no-masks")]
     for cap in caps:
@@ -148,8 +197,9 @@ def test_division_mask_overlay(tmp_path: Path, clip_video: Path, fake_onnx_decis
     assert np.abs(with_masks[100:, 120:].astype(int) - without[100:, 120:]).mean() < 3
 
 
-def test_interrupt_writes_everything_so_far(tmp_path: Path, clip_video: Path, fake_onnx: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupt_writes_everything_so_far(
+    tmp_path: Path, clip_video: Path, fake_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_track = Tracker.track
 
     def track(self, frame):
@@ -158,8 +208,19 @@ def test_interrupt_writes_everything_so_far(tmp_path: Path, clip_video: Path, fa
         return real_track(self, frame)
 
     monkeypatch.setattr(Tracker, "track", track)
-    res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", tmp_path / "b.txt",
-                 "--json-out", tmp_path / "s.json", "--video-out", tmp_path / "v.avi")
+    res = invoke(
+        clip_video,
+        "--box",
+        INIT,
+        "--model",
+        fake_onnx,
+        "--boxes-out",
+        tmp_path / "b.txt",
+        "--json-out",
+        tmp_path / "s.json",
+        "--video-out",
+        tmp_path / "v.avi",
+    )
     assert res.exit_code == 130
     assert read_boxes(tmp_path / "b.txt").shape == (5, 4)
     assert json.loads((tmp_path / "s.json").read_text())["interrupted"] is True
@@ -167,10 +228,20 @@ def test_interrupt_writes_everything_so_far(tmp_path: Path, clip_video: Path, fa
     assert "interrupted" in res.stdout
 
 
-def test_nan_output_names_the_frame_and_keeps_what_was_tracked(tmp_path: Path, clip_video: Path,
-                                                               nan_onnx: Path) -> None:
-    res = invoke(clip_video, "--box", INIT, "--model", nan_onnx, "--boxes-out", tmp_path / "b.txt",
-                 "--json-out", tmp_path / "s.json")
+def test_nan_output_names_the_frame_and_keeps_what_was_tracked(
+    tmp_path: Path, clip_video: Path, nan_onnx: Path
+) -> None:
+    res = invoke(
+        clip_video,
+        "--box",
+        INIT,
+        "--model",
+        nan_onnx,
+        "--boxes-out",
+        tmp_path / "b.txt",
+        "--json-out",
+        tmp_path / "s.json",
+    )
     assert res.exit_code == 2
     assert res.stderr.strip() == "grm-run: error: frame 1: network output offset_map contains NaN or infinity"
     assert read_boxes(tmp_path / "b.txt").shape == (1, 4)
@@ -209,8 +280,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, clip_video: Path, fake
     assert "Traceback" not in res.stderr + res.stdout
 
 
-def test_missing_model_and_plan_without_tensorrt(tmp_path: Path, clip_video: Path, fake_onnx: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_model_and_plan_without_tensorrt(
+    tmp_path: Path, clip_video: Path, fake_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     res = invoke(clip_video, "--box", INIT, "--model", tmp_path / "none.onnx")
     assert res.exit_code == 2 and "model file not found" in res.stderr
     from grm.runtime.backends.manifest import write_manifest
@@ -239,8 +311,9 @@ def test_display_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not outputs.has_display()
 
 
-def test_draws_the_box_when_none_is_given(tmp_path: Path, clip_video: Path, fake_onnx: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_draws_the_box_when_none_is_given(
+    tmp_path: Path, clip_video: Path, fake_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(outputs, "require_display", lambda purpose: None)
     monkeypatch.setattr("grm.runtime.cli.require_display", lambda purpose: None)
     monkeypatch.setattr(cv2, "selectROI", lambda *a, **k: (30, 50, 20, 20))
@@ -278,8 +351,17 @@ def test_time_to_first_tracked_frame_is_measured(tmp_path: Path, clip_video: Pat
     """Measured from the command's entry, not from the interpreter's start: a process that spends a second before
     calling grm-run's entry point (as a slow first start or bytecode compilation would) reports less than the
     wall time minus that second. Reported, not asserted against a target: targets live in benchmarks."""
-    args = [str(clip_video), "--box", INIT, "--model", str(fake_onnx), "--json-out", str(tmp_path / "s.json"),
-            "--max-frames", "3"]
+    args = [
+        str(clip_video),
+        "--box",
+        INIT,
+        "--model",
+        str(fake_onnx),
+        "--json-out",
+        str(tmp_path / "s.json"),
+        "--max-frames",
+        "3",
+    ]
     code = f"import time\ntime.sleep(1.0)\nfrom grm.runtime import main\nmain({args!r})\n"
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
@@ -308,8 +390,9 @@ def test_demo_source(tmp_path: Path, fake_onnx: Path, monkeypatch: pytest.Monkey
     assert invoke("demo", "--max-frames", "2").exit_code == 0
 
 
-def test_without_model_a_real_source_runs_the_demo_model(tmp_path: Path, clip_video: Path, fake_onnx: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_model_a_real_source_runs_the_demo_model(
+    tmp_path: Path, clip_video: Path, fake_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One notice line says it is the demo model, what it is for, and how to get the official weights."""
     from grm.runtime import demo
 
@@ -332,18 +415,34 @@ def test_without_model_a_real_source_runs_the_demo_model(tmp_path: Path, clip_vi
 
 def test_ends_with_what_it_wrote_and_the_next_command(tmp_path: Path, clip_video: Path, fake_onnx: Path) -> None:
     boxes, video, summary = tmp_path / "b.txt", tmp_path / "v.avi", tmp_path / "s.json"
-    res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", boxes, "--video-out", video,
-                 "--json-out", summary, "--max-frames", "4")
+    res = invoke(
+        clip_video,
+        "--box",
+        INIT,
+        "--model",
+        fake_onnx,
+        "--boxes-out",
+        boxes,
+        "--video-out",
+        video,
+        "--json-out",
+        summary,
+        "--max-frames",
+        "4",
+    )
     assert res.exit_code == 0, res.stderr
     tail = res.stdout.splitlines()[-4:]
     assert tail[:3] == [f"wrote {video} (annotated video)", f"wrote {boxes} (boxes)", f"wrote {summary} (run summary)"]
-    assert tail[3] == f"next: score this model on a benchmark: grm-bench --dataset otb --model {fake_onnx} " \
-                      "--data-root OTB_DIR"
+    assert (
+        tail[3] == f"next: score this model on a benchmark: grm-bench --dataset otb --model {fake_onnx} "
+        "--data-root OTB_DIR"
+    )
     res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--max-frames", "2")
     assert "wrote" not in res.stdout and res.stdout.splitlines()[-1].startswith("next: see the boxes drawn")
     # the boxes on standard output: that stream carries them alone, the closing lines go to stderr
-    res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", "-", "--json-out", summary,
-                 "--max-frames", "3")
+    res = invoke(
+        clip_video, "--box", INIT, "--model", fake_onnx, "--boxes-out", "-", "--json-out", summary, "--max-frames", "3"
+    )
     assert res.exit_code == 0 and len(res.stdout.splitlines()) == 3
     assert f"wrote {summary} (run summary)" in res.stderr and "wrote -" not in res.stderr and "next: " in res.stderr
 
@@ -351,8 +450,9 @@ def test_ends_with_what_it_wrote_and_the_next_command(tmp_path: Path, clip_video
 def test_console_and_json_name_the_stages_alike(tmp_path: Path, clip_video: Path, fake_onnx: Path) -> None:
     from grm.runtime.stats import STAGES
 
-    res = invoke(clip_video, "--box", INIT, "--model", fake_onnx, "--json-out", tmp_path / "s.json",
-                 "--max-frames", "4")
+    res = invoke(
+        clip_video, "--box", INIT, "--model", fake_onnx, "--json-out", tmp_path / "s.json", "--max-frames", "4"
+    )
     assert res.exit_code == 0, res.stderr
     keys = set(json.loads((tmp_path / "s.json").read_text())["latency_ms"])
     rows = [line.split()[0] for line in res.stdout.splitlines() if line.startswith("  ")]

@@ -34,21 +34,55 @@ def tiny_export(upstream_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _run(tmp_path: Path, name: str, *args: str | Path) -> np.ndarray:
-    res = CliRunner().invoke(app, [str(a) for a in args] + ["--threads", "1", "--max-frames", str(FRAMES),
-                                                           "--boxes-out", str(tmp_path / f"{name}.txt"),
-                                                           "--json-out", str(tmp_path / f"{name}.json")])
+    res = CliRunner().invoke(
+        app,
+        [str(a) for a in args]
+        + [
+            "--threads",
+            "1",
+            "--max-frames",
+            str(FRAMES),
+            "--boxes-out",
+            str(tmp_path / f"{name}.txt"),
+            "--json-out",
+            str(tmp_path / f"{name}.json"),
+        ],
+    )
     assert res.exit_code == 0, res.stderr
     return np.loadtxt(tmp_path / f"{name}.txt", delimiter=",")
 
 
-def test_onnx_runtime_matches_pytorch_on_real_frames(tmp_path: Path, tiny_export: Path, upstream_tiny: Path,
-                                                     real_sequences: Path) -> None:
+def test_onnx_runtime_matches_pytorch_on_real_frames(
+    tmp_path: Path, tiny_export: Path, upstream_tiny: Path, real_sequences: Path
+) -> None:
     seq = real_sequences / "Crossing"
     box = ",".join(seq.joinpath("groundtruth_rect.txt").read_text().split("\n")[0].replace("\t", ",").split(","))
-    ort = _run(tmp_path, "ort", seq / "img", "--box", box, "--model", tiny_export, "--config", "tiny",
-               "--video-out", tmp_path / "masks.avi")
-    ref = _run(tmp_path, "torch", seq / "img", "--box", box, "--model", upstream_tiny / "GRM_ep0001.pth.tar",
-               "--config", "tiny", "--backend", "torch")
+    ort = _run(
+        tmp_path,
+        "ort",
+        seq / "img",
+        "--box",
+        box,
+        "--model",
+        tiny_export,
+        "--config",
+        "tiny",
+        "--video-out",
+        tmp_path / "masks.avi",
+    )
+    ref = _run(
+        tmp_path,
+        "torch",
+        seq / "img",
+        "--box",
+        box,
+        "--model",
+        upstream_tiny / "GRM_ep0001.pth.tar",
+        "--config",
+        "tiny",
+        "--backend",
+        "torch",
+    )
     assert ort.shape == ref.shape == (FRAMES, 4)
     assert iou_xywh(ort, ref).mean() >= 0.999
     summary = json.loads((tmp_path / "ort.json").read_text())

@@ -112,8 +112,9 @@ def test_three_targets_match_tracking_each_alone(demo, fixture_clip, batch: int)
 
 @pytest.mark.shared
 @pytest.mark.parametrize("batch", BATCHES)
-def test_fixture_weights_on_a_real_sequence_with_a_threshold_per_target(upstream_tiny: Path, real_sequences: Path,
-                                                                        batch: int) -> None:
+def test_fixture_weights_on_a_real_sequence_with_a_threshold_per_target(
+    upstream_tiny: Path, real_sequences: Path, batch: int
+) -> None:
     """The official-format tiny checkpoint (PyTorch) on a real OTB sequence; targets mix dataset presets."""
     pytest.importorskip("torch")
     from grm.runtime.backends import open_checkpoint
@@ -237,7 +238,9 @@ def brightness_model(path: Path, batch: int | str, metadata: ModelMetadata) -> P
         return helper.make_node("Constant", [], [name], value=tensor)
 
     nodes = [
-        const("zero", np.float32(0)), const("four", np.float32(4)), const("axes", np.array([1, 2, 3], np.int64)),
+        const("zero", np.float32(0)),
+        const("four", np.float32(4)),
+        const("axes", np.array([1, 2, 3], np.int64)),
         const("size_c", np.full((1, 2, f, f), SIZE_NORM, np.float32)),
         const("offset_c", np.full((1, 2, f, f), 0.5, np.float32)),
         helper.make_node("ReduceMean", ["search"], ["grey"], axes=[1], keepdims=1),
@@ -253,12 +256,16 @@ def brightness_model(path: Path, batch: int | str, metadata: ModelMetadata) -> P
         helper.make_node("Add", ["size_c", "pzero"], ["size_map"]),
         helper.make_node("Add", ["offset_c", "pzero"], ["offset_map"]),
     ]
-    inputs = [value("template", TensorProto.FLOAT, [batch, 3, 64, 64]),
-              value("search", TensorProto.FLOAT, [batch, 3, 128, 128]), value("threshold", TensorProto.FLOAT, [batch])]
+    inputs = [
+        value("template", TensorProto.FLOAT, [batch, 3, 64, 64]),
+        value("search", TensorProto.FLOAT, [batch, 3, 128, 128]),
+        value("threshold", TensorProto.FLOAT, [batch]),
+    ]
     maps = (("score_map", 1), ("size_map", 2), ("offset_map", 2))
     outputs = [value(n, TensorProto.FLOAT, [batch, c, f, f]) for n, c in maps]
-    model = helper.make_model(helper.make_graph(nodes, "batched_fake_grm", inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "batched_fake_grm", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
     onnx.checker.check_model(model)
@@ -289,7 +296,7 @@ def test_onnx_runtime_runs_each_row_as_the_batch_1_model(batched_onnx, batch: in
     single = open_model(batched_onnx[1], threads=1)
     model = open_model(batched_onnx[batch], threads=1)
     assert model.metadata.batch == batch
-    for count in ([1, 2] if batch == 2 else [1, 3, 4] if batch == 4 else [1, 5]):
+    for count in [1, 2] if batch == 2 else [1, 3, 4] if batch == 4 else [1, 5]:
         pairs = _pairs(count, seed=count)
         out = model.run(pairs)
         assert out["score_map"].shape == (count, 1, 8, 8)  # padding rows of a static batch are dropped
@@ -306,7 +313,9 @@ def test_static_batch_refuses_more_pairs_than_its_batch(batched_onnx) -> None:
         model.run(_pairs(3))
     with pytest.raises(InputError, match=r"search input has shape \[2, 3, 64, 64\]"):
         model.run({**_pairs(2), "search": np.zeros((2, 3, 64, 64), np.float32)})
-    with pytest.raises(InputError, match=r"input 'template' has shape \[2, 3, 32, 32\]; the model takes \[K, \*\[3, 64"):
+    with pytest.raises(
+        InputError, match=r"input 'template' has shape \[2, 3, 32, 32\]; the model takes \[K, \*\[3, 64"
+    ):
         model.run({**_pairs(2), "template": np.zeros((2, 3, 32, 32), np.float32)})
     with pytest.raises(InputError, match="input 'threshold' has 3 rows for 2 template/search pairs"):
         model.run({**_pairs(2), "threshold": np.zeros(3, np.float32)})
@@ -317,9 +326,11 @@ def test_static_batch_refuses_more_pairs_than_its_batch(batched_onnx) -> None:
 
 def test_batch_in_metadata_must_match_the_file(tmp_path: Path) -> None:
     meta = tiny_metadata()
-    cases = [(4, 1, r"'template' has shape \[4, 3, 64, 64\] but the model's metadata implies \[1, 3, 64, 64\]"),
-             ("batch", 2, r"'template' has dynamic shape \['?None'?, 3, 64, 64\]"),
-             (2, 0, r"'template' has shape \[2, 3, 64, 64\] but the model's metadata says dynamic batch")]
+    cases = [
+        (4, 1, r"'template' has shape \[4, 3, 64, 64\] but the model's metadata implies \[1, 3, 64, 64\]"),
+        ("batch", 2, r"'template' has dynamic shape \['?None'?, 3, 64, 64\]"),
+        (2, 0, r"'template' has shape \[2, 3, 64, 64\] but the model's metadata says dynamic batch"),
+    ]
     for k, (dim, declared, message) in enumerate(cases):
         path = brightness_model(tmp_path / f"m{k}.onnx", dim, dataclasses.replace(meta, batch=declared))
         with pytest.raises(ArtifactMismatchError, match=message):
@@ -348,17 +359,27 @@ def _row_brightness(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     search, threshold = inputs["search"].astype(np.float32), inputs["threshold"].astype(np.float32)
     n = search.shape[0]
     pooled = search.mean(axis=1, keepdims=True).reshape(n, 1, 8, 16, 8, 16).mean(axis=(3, 5))
-    return {"score_map": 1.0 / (1.0 + np.exp(-(4.0 * pooled + threshold.reshape(n, 1, 1, 1)))),
-            "size_map": np.full((n, 2, 8, 8), SIZE_NORM, np.float32),
-            "offset_map": np.full((n, 2, 8, 8), 0.5, np.float32)}
+    return {
+        "score_map": 1.0 / (1.0 + np.exp(-(4.0 * pooled + threshold.reshape(n, 1, 1, 1)))),
+        "size_map": np.full((n, 2, 8, 8), SIZE_NORM, np.float32),
+        "offset_map": np.full((n, 2, 8, 8), 0.5, np.float32),
+    }
 
 
 def test_tensorrt_static_batch_engine_takes_up_to_its_batch(tmp_path: Path) -> None:
     meta = dataclasses.replace(tiny_metadata(), batch=4)
     plan = tmp_path / "b4.plan"
     plan.write_bytes(PLAN_BYTES)
-    write_manifest(plan, EngineManifest(metadata=meta, tensorrt_version="10.13.0.35", gpu_name="NVIDIA Fake GPU",
-                                        compute_capability=(8, 6), plan_sha256=hashlib.sha256(PLAN_BYTES).hexdigest()))
+    write_manifest(
+        plan,
+        EngineManifest(
+            metadata=meta,
+            tensorrt_version="10.13.0.35",
+            gpu_name="NVIDIA Fake GPU",
+            compute_capability=(8, 6),
+            plan_sha256=hashlib.sha256(PLAN_BYTES).hexdigest(),
+        ),
+    )
     inp, out = TensorIOMode.INPUT, TensorIOMode.OUTPUT
     shapes = {**contract.input_shapes(TINY, 4), **contract.output_shapes(TINY, batch=4)}
     tensors = [Tensor(n, s, DataType.FLOAT, inp if n in contract.INPUT_NAMES else out) for n, s in shapes.items()]

@@ -40,8 +40,20 @@ def test_each_target_gets_the_boxes_it_gets_alone(tmp_path: Path, clip_video: Pa
     data = json.loads(summary.read_text())
     assert data["frames"] == 12 and data["tracked"] == 11 and set(data["targets"]) == {"1", "2", "3"}
     for k, box in enumerate(BOXES, start=1):
-        alone = invoke(clip_video, "--box", box, "--model", fake_onnx, "--boxes-out", tmp_path / f"{k}.txt",
-                       "--with-score", "--json-out", tmp_path / f"{k}.json", "--lost-threshold", "0.5")
+        alone = invoke(
+            clip_video,
+            "--box",
+            box,
+            "--model",
+            fake_onnx,
+            "--boxes-out",
+            tmp_path / f"{k}.txt",
+            "--with-score",
+            "--json-out",
+            tmp_path / f"{k}.json",
+            "--lost-threshold",
+            "0.5",
+        )
         assert alone.exit_code == 0, alone.stderr
         expected = [line.split(",") for line in (tmp_path / f"{k}.txt").read_text().splitlines()]
         mine = [r[2:7] for r in rows if r[1] == str(k)]
@@ -55,7 +67,8 @@ def test_each_target_gets_the_boxes_it_gets_alone(tmp_path: Path, clip_video: Pa
     assert counts[0] == 0 and counts[1] > 0  # the target on black is marked lost, the square is not
     first = res.stdout.splitlines()[0]
     assert first == "frames: 12 (11 tracked, 0 skipped), 3 targets, lost below score 0.5: " + ", ".join(
-        f"target {k} {n}" for k, n in zip((1, 2, 3), counts, strict=True))
+        f"target {k} {n}" for k, n in zip((1, 2, 3), counts, strict=True)
+    )
     assert f"wrote {mot} (boxes of 3 targets, MOTChallenge lines)" in res.stdout
     assert f"wrote {video} (annotated video)" in res.stdout
     assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == 12
@@ -68,8 +81,9 @@ def test_the_initial_line_of_each_target_has_score_one(tmp_path: Path, clip_vide
     expected = []
     for k, box in enumerate(BOXES, start=1):
         x, y, w, h = (float(v) for v in box.split(","))
-        expected.append(["1", str(k), f"{x + 1:.4f}", f"{y + 1:.4f}", f"{w:.4f}", f"{h:.4f}", "1.0000", "-1", "-1",
-                         "-1"])
+        expected.append(
+            ["1", str(k), f"{x + 1:.4f}", f"{y + 1:.4f}", f"{w:.4f}", f"{h:.4f}", "1.0000", "-1", "-1", "-1"]
+        )
     assert rows[:3] == expected  # x, y counted from 1 as in MOTChallenge files
 
 
@@ -82,8 +96,9 @@ def test_mot_file_reads_in_py_motmetrics(tmp_path: Path, clip_video: Path, fake_
     first = frame.loc[(1, 2)]
     assert (first["X"], first["Y"], first["Width"], first["Height"], first["Confidence"]) == (80, 40, 20, 20, 1)
     # what it loads are the tracker's image-pixel boxes (its 1-based convention undone)
-    np.testing.assert_allclose(frame.loc[1][["X", "Y", "Width", "Height"]].to_numpy(),
-                               [[float(v) for v in box.split(",")] for box in BOXES])
+    np.testing.assert_allclose(
+        frame.loc[1][["X", "Y", "Width", "Height"]].to_numpy(), [[float(v) for v in box.split(",")] for box in BOXES]
+    )
 
 
 def test_a_skipped_frame_repeats_every_box(tmp_path: Path, fake_onnx: Path) -> None:
@@ -98,12 +113,25 @@ def test_a_skipped_frame_repeats_every_box(tmp_path: Path, fake_onnx: Path) -> N
     assert json.loads((tmp_path / "s.json").read_text())["skipped_frames"] == [3]
 
 
-@pytest.mark.parametrize("bad, needle", [("500,50,20,20", "lies outside the 160x120 image"),
-                                         ("30,50,0,20", "zero or negative size")])
-def test_a_bad_box_is_named_by_its_place(tmp_path: Path, clip_video: Path, fake_onnx: Path, bad: str,
-                                         needle: str) -> None:
-    res = invoke(clip_video, "--model", fake_onnx, "--box", INIT, "--box", bad, "--box", "80,40,20,20",
-                 "--boxes-out", tmp_path / "mot.txt")
+@pytest.mark.parametrize(
+    "bad, needle", [("500,50,20,20", "lies outside the 160x120 image"), ("30,50,0,20", "zero or negative size")]
+)
+def test_a_bad_box_is_named_by_its_place(
+    tmp_path: Path, clip_video: Path, fake_onnx: Path, bad: str, needle: str
+) -> None:
+    res = invoke(
+        clip_video,
+        "--model",
+        fake_onnx,
+        "--box",
+        INIT,
+        "--box",
+        bad,
+        "--box",
+        "80,40,20,20",
+        "--boxes-out",
+        tmp_path / "mot.txt",
+    )
     lines = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1, res.stderr
     assert lines[0].startswith("grm-run: error: --box 2 of 3: ") and needle in lines[0]
@@ -126,8 +154,9 @@ class _Window:
         pass
 
 
-def test_show_without_box_draws_several(tmp_path: Path, clip_video: Path, fake_onnx: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_show_without_box_draws_several(
+    tmp_path: Path, clip_video: Path, fake_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(outputs, "require_display", lambda purpose: None)
     monkeypatch.setattr("grm.runtime.cli.require_display", lambda purpose: None)
     monkeypatch.setattr(session, "WindowSink", _Window)

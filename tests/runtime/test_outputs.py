@@ -22,8 +22,10 @@ from grm.runtime.tracker import StageTimes
 def test_format_boxes() -> None:
     rows = [((1, 2, 3, 4), 1.0), ((1.23456, 2, 3, 4), 0.5), ((1.23456, 2, 3, 4), math.nan)]
     assert format_boxes(rows, with_score=False) == "1.0000,2.0000,3.0000,4.0000\n" + "1.2346,2.0000,3.0000,4.0000\n" * 2
-    assert format_boxes(rows, with_score=True).splitlines()[1:] == ["1.2346,2.0000,3.0000,4.0000,0.5000",
-                                                                    "1.2346,2.0000,3.0000,4.0000,nan"]
+    assert format_boxes(rows, with_score=True).splitlines()[1:] == [
+        "1.2346,2.0000,3.0000,4.0000,0.5000",
+        "1.2346,2.0000,3.0000,4.0000,nan",
+    ]
 
 
 def test_json_nan_becomes_null(tmp_path: Path) -> None:
@@ -93,7 +95,9 @@ def test_overlay_clips_at_the_image_border() -> None:
     frame = np.full((20, 20, 3), 100, np.uint8)
     # region (-15, -15)..(25, 25) covers the whole 20x20 image; every token joined
     overlay_decisions(frame, np.ones((1, 4), np.int32), (0, 0, 10, 10), search_factor=4.0, feat_size=2, alpha=0.5)
-    np.testing.assert_array_equal(frame.reshape(-1, 3), np.tile((100 * 0.5 + MASK_TINT * 0.5).astype(np.uint8), (400, 1)))
+    np.testing.assert_array_equal(
+        frame.reshape(-1, 3), np.tile((100 * 0.5 + MASK_TINT * 0.5).astype(np.uint8), (400, 1))
+    )
 
 
 def test_percentiles_by_hand() -> None:
@@ -109,7 +113,8 @@ def test_latency_split_and_summary_text() -> None:
     assert lat["inference"]["p50"] == pytest.approx(10) and lat["total"]["p99"] == pytest.approx(11.5)
     records = [FrameRecord(index=0, box_xywh=(0, 0, 1, 1), score=1.0, status="init")] + [
         FrameRecord(index=i, box_xywh=(0, 0, 1, 1), score=0.2, status="tracked", lost=True, times=t)
-        for i, t in enumerate(times, start=1)]
+        for i, t in enumerate(times, start=1)
+    ]
     result = RunResult(records=records, wall_time_s=0.5)
     summary = result.to_dict(lost_threshold=0.3)
     assert summary["fps"] == pytest.approx(10) and summary["lost_frames"] == [1, 2, 3, 4]
@@ -118,8 +123,9 @@ def test_latency_split_and_summary_text() -> None:
     assert "  inference         10.00    10.00    10.00" in text
 
 
-@pytest.mark.parametrize("text, box", [("1,2,3,4", (1, 2, 3, 4)), ("1.5, 2, 3 ,4", (1.5, 2, 3, 4)),
-                                       ("1 2 3 4", (1, 2, 3, 4))])
+@pytest.mark.parametrize(
+    "text, box", [("1,2,3,4", (1, 2, 3, 4)), ("1.5, 2, 3 ,4", (1.5, 2, 3, 4)), ("1 2 3 4", (1, 2, 3, 4))]
+)
 def test_parse_box(text: str, box) -> None:
     assert parse_box(text) == box
 

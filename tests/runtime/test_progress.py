@@ -63,5 +63,6 @@ def test_closing_lines(tmp_path: Path) -> None:
     assert folder_bytes(tmp_path / "cache") == 2000 and folder_bytes(tmp_path / "missing") == 0
     assert megabytes(25_300_000) == "25.3 MB"
     assert next_step(f"grm-run SOURCE --model {shell_word('my model.onnx')}") == (
-        "next: grm-run SOURCE --model 'my model.onnx'")
+        "next: grm-run SOURCE --model 'my model.onnx'"
+    )
     assert shell_word("plain/path.onnx") == "plain/path.onnx"

@@ -40,7 +40,11 @@ def test_folder_in_natural_order(tmp_path: Path) -> None:
 
 def test_natural_key() -> None:
     assert sorted(["10.jpg", "9.jpg", "100.jpg", "0009a.jpg"], key=natural_key) == [
-        "9.jpg", "0009a.jpg", "10.jpg", "100.jpg"]
+        "9.jpg",
+        "0009a.jpg",
+        "10.jpg",
+        "100.jpg",
+    ]
 
 
 def test_corrupt_frame_in_folder_yields_none(tmp_path: Path, caplog) -> None:
@@ -77,9 +81,11 @@ def test_video_that_ends_early(tmp_path: Path, clip_frames, monkeypatch: pytest.
     """A container announcing more frames than it delivers (truncated download, dropped stream)."""
     path = write_video(tmp_path / "short.avi", clip_frames[0][:5])
     real_info = sources._capture_info
-    monkeypatch.setattr(sources, "_capture_info",
-                        lambda cap, kind, desc: sources.SourceInfo(**{**real_info(cap, kind, desc).__dict__,
-                                                                      "frame_count": 9}))
+    monkeypatch.setattr(
+        sources,
+        "_capture_info",
+        lambda cap, kind, desc: sources.SourceInfo(**{**real_info(cap, kind, desc).__dict__, "frame_count": 9}),
+    )
     src = open_source(path)
     assert len(list(src)) == 5
     assert src.ended_early and "ended after 5 of 9 frames" in caplog.text

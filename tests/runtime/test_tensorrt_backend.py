@@ -39,8 +39,13 @@ GPU = "NVIDIA Fake GPU"
 
 
 def _manifest(plan_bytes: bytes = PLAN_BYTES, **changes) -> EngineManifest:
-    values = dict(metadata=tiny_metadata(), tensorrt_version=TRT_VERSION, gpu_name=GPU, compute_capability=(8, 6),
-                  plan_sha256=hashlib.sha256(plan_bytes).hexdigest())
+    values = dict(
+        metadata=tiny_metadata(),
+        tensorrt_version=TRT_VERSION,
+        gpu_name=GPU,
+        compute_capability=(8, 6),
+        plan_sha256=hashlib.sha256(plan_bytes).hexdigest(),
+    )
     values.update(changes)
     return EngineManifest(**values)
 
@@ -53,8 +58,9 @@ def plan(tmp_path: Path) -> Path:
     return path
 
 
-def _open(plan: Path, *, io_dtype=DataType.FLOAT, decisions=False, cudart=None, version=TRT_VERSION, tensors=None,
-          config=None):
+def _open(
+    plan: Path, *, io_dtype=DataType.FLOAT, decisions=False, cudart=None, version=TRT_VERSION, tensors=None, config=None
+):
     cudart = cudart or FakeCudart()
     engine = Engine(tensors or tiny_tensors(io_dtype, decisions), partial(brightness_outputs, decisions=decisions))
     cuda = CudaPythonApi(cudart, native_handle=id)
@@ -89,8 +95,14 @@ def test_buffers_sized_from_the_engine_and_bound_once(plan: Path) -> None:
 def test_run_copies_in_executes_copies_out(plan: Path) -> None:
     backend, cudart, engine = _open(plan)
     search = np.full((1, 3, 128, 128), 0.5, np.float32)
-    out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32), "search": search,
-                       "threshold": np.zeros(1, np.float32), "template_mask": np.ones((1, 16), np.float32)})
+    out = backend.run(
+        {
+            "template": np.zeros((1, 3, 64, 64), np.float32),
+            "search": search,
+            "threshold": np.zeros(1, np.float32),
+            "template_mask": np.ones((1, 16), np.float32),
+        }
+    )
     np.testing.assert_allclose(out["score_map"], 1 / (1 + np.exp(-2.0)), rtol=1e-6)
     assert out["score_map"].dtype == np.float32
     assert [d for d, _ in cudart.copies] == ["h2d"] * 3 + ["d2h"] * 3
@@ -110,8 +122,13 @@ def test_tracks_like_onnx_runtime(plan: Path, fake_onnx: Path) -> None:
 def test_fp16_io_is_cast_on_copy(plan: Path) -> None:
     backend, cudart, engine = _open(plan, io_dtype=DataType.HALF, decisions=True)
     assert sorted(len(b) for b in cudart.device.values())[-1] == 3 * 128 * 128 * 2  # search buffer in fp16
-    out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
-                       "search": np.full((1, 3, 128, 128), 0.3, np.float32), "threshold": np.zeros(1, np.float32)})
+    out = backend.run(
+        {
+            "template": np.zeros((1, 3, 64, 64), np.float32),
+            "search": np.full((1, 3, 128, 128), 0.3, np.float32),
+            "threshold": np.zeros(1, np.float32),
+        }
+    )
     assert out["score_map"].dtype == np.float32
     np.testing.assert_allclose(out["score_map"], 1 / (1 + np.exp(-1.2)), atol=2e-3)
     assert out["decisions"].dtype == np.int32 and out["decisions"].shape == (1, 3, 64) and out["decisions"].all()
@@ -151,9 +168,11 @@ def test_missing_manifest_names_the_rebuild_command(tmp_path: Path) -> None:
 
 
 def test_tensorrt_version_mismatch(plan: Path) -> None:
-    with pytest.raises(ArtifactMismatchError,
-                       match=r"built with TensorRT 10.13.0.35 but TensorRT 11.4.0.106 is installed; "
-                             r"rebuild with: grm-export --config tiny --engine --output .*tiny.plan"):
+    with pytest.raises(
+        ArtifactMismatchError,
+        match=r"built with TensorRT 10.13.0.35 but TensorRT 11.4.0.106 is installed; "
+        r"rebuild with: grm-export --config tiny --engine --output .*tiny.plan",
+    ):
         _open(plan, version="11.4.0.106")
     _open(plan, version="10.13.0.99")  # another build number of the same release is fine
 
@@ -253,8 +272,13 @@ def test_uint8_and_bf16_engine_tensors(plan: Path) -> None:
     tensors = tiny_tensors(decisions=True)
     tensors[-1].dtype = DataType.UINT8  # decisions
     backend, _, _ = _open(plan, tensors=tensors, decisions=True)
-    out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
-                       "search": np.ones((1, 3, 128, 128), np.float32), "threshold": np.zeros(1, np.float32)})
+    out = backend.run(
+        {
+            "template": np.zeros((1, 3, 64, 64), np.float32),
+            "search": np.ones((1, 3, 128, 128), np.float32),
+            "threshold": np.zeros(1, np.float32),
+        }
+    )
     assert out["decisions"].dtype == np.uint8 and out["decisions"].all()
     tensors = tiny_tensors()
     tensors[3].dtype = DataType.UINT8  # score_map
@@ -286,9 +310,13 @@ def test_frames_in_a_row_each_see_their_own_input(plan: Path) -> None:
     backend, cudart, engine = _open(plan)
     scores = []
     for value in (0.0, 0.5, 1.0):
-        out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
-                           "search": np.full((1, 3, 128, 128), value, np.float32),
-                           "threshold": np.zeros(1, np.float32)})
+        out = backend.run(
+            {
+                "template": np.zeros((1, 3, 64, 64), np.float32),
+                "search": np.full((1, 3, 128, 128), value, np.float32),
+                "threshold": np.zeros(1, np.float32),
+            }
+        )
         scores.append(float(out["score_map"][0, 0, 0, 0]))
         assert not cudart.streams[0].pending  # everything ran before the outputs were read
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-4.0 * np.array([0.0, 0.5, 1.0]))), rtol=1e-6)
@@ -303,8 +331,13 @@ def test_enqueue_failure(plan: Path) -> None:
     backend, _, engine = _open(plan)
     engine.contexts[0].fail = True
     with pytest.raises(BackendUnavailableError, match="execute_async_v3 failed"):
-        backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
-                     "search": np.zeros((1, 3, 128, 128), np.float32), "threshold": np.zeros(1, np.float32)})
+        backend.run(
+            {
+                "template": np.zeros((1, 3, 64, 64), np.float32),
+                "search": np.zeros((1, 3, 128, 128), np.float32),
+                "threshold": np.zeros(1, np.float32),
+            }
+        )
 
 
 def test_close_frees_everything(plan: Path) -> None:
@@ -451,8 +484,13 @@ def test_pycuda_binding_runs_the_same_engine(plan: Path) -> None:
     engine = Engine(tiny_tensors(), brightness_outputs)
     backend = open_plan(plan, trt=make_trt(engine), cuda=cuda)
     assert backend.name == "tensorrt[pycuda]" and cuda.stream_handle == 1234
-    out = backend.run({"template": np.zeros((1, 3, 64, 64), np.float32),
-                       "search": np.full((1, 3, 128, 128), 0.5, np.float32), "threshold": np.zeros(1, np.float32)})
+    out = backend.run(
+        {
+            "template": np.zeros((1, 3, 64, 64), np.float32),
+            "search": np.full((1, 3, 128, 128), 0.5, np.float32),
+            "threshold": np.zeros(1, np.float32),
+        }
+    )
     np.testing.assert_allclose(out["score_map"], 1 / (1 + np.exp(-2.0)), rtol=1e-6)
     backend.close()
     assert all(a.freed for a in driver.allocations) and len(driver.allocations) == 6

@@ -194,8 +194,11 @@ class Context:
 
     def _compute(self, shapes: dict[str, tuple[int, ...]]) -> None:
         tensors = {t.name: t for t in self.engine.tensors}
-        inputs = {n: _view(self.addresses[n], shapes[n], nptype(t.dtype)).copy()
-                  for n, t in tensors.items() if t.mode == TensorIOMode.INPUT}
+        inputs = {
+            n: _view(self.addresses[n], shapes[n], nptype(t.dtype)).copy()
+            for n, t in tensors.items()
+            if t.mode == TensorIOMode.INPUT
+        }
         for name, value in self.engine.compute(inputs).items():
             t = tensors[name]
             _view(self.addresses[name], shapes[name], nptype(t.dtype))[...] = value.astype(nptype(t.dtype))
@@ -205,8 +208,12 @@ class Engine:
     """A deserialised engine; tensors with -1 dims are dynamic and take their batch from ``profile``
     (min, opt, max), the engine's optimization profile 0."""
 
-    def __init__(self, tensors: list[Tensor], compute: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
-                 profile: tuple[int, int, int] | None = None) -> None:
+    def __init__(
+        self,
+        tensors: list[Tensor],
+        compute: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+        profile: tuple[int, int, int] | None = None,
+    ) -> None:
         self.tensors = tensors
         self.compute = compute
         self.profile = profile
@@ -324,8 +331,12 @@ def _onnx_features(path: str) -> tuple[bool, bool, list[NetworkInput]]:
     values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
     fp16 = any(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for v in values)
     fp16 |= any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-    inputs = [NetworkInput(v.name, tuple(d.dim_value if d.HasField("dim_value") else -1
-                                         for d in v.type.tensor_type.shape.dim)) for v in model.graph.input]
+    inputs = [
+        NetworkInput(
+            v.name, tuple(d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim)
+        )
+        for v in model.graph.input
+    ]
     return qdq, fp16, inputs
 
 
@@ -439,13 +450,16 @@ def _builder_api(state: BuildState) -> dict[str, object]:
                 return None
             dynamic = [i for i in network.inputs if -1 in i.shape]
             if dynamic and not config.profiles:
-                state.errors.append("Network has dynamic or shape inputs, but no optimization profile has been defined.")
+                state.errors.append(
+                    "Network has dynamic or shape inputs, but no optimization profile has been defined."
+                )
                 return None
             for profile in config.profiles:
                 for tensor in dynamic:
                     shapes = profile.shapes.get(tensor.name)
                     fits = shapes is not None and all(
-                        len(s) == len(tensor.shape) and all(d == t for d, t in zip(s, tensor.shape, strict=True) if t >= 0)
+                        len(s) == len(tensor.shape)
+                        and all(d == t for d, t in zip(s, tensor.shape, strict=True) if t >= 0)
                         for s in shapes
                     )
                     if not fits:
@@ -462,9 +476,13 @@ def _builder_api(state: BuildState) -> dict[str, object]:
     class NetworkDefinitionCreationFlag:  # STRONGLY_TYPED stays in 11 (deprecated, ignored)
         STRONGLY_TYPED = 1
 
-    return dict(Builder=Builder, OnnxParser=Parser, BuilderFlag=builder_flag,
-                NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
-                MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"))
+    return dict(
+        Builder=Builder,
+        OnnxParser=Parser,
+        BuilderFlag=builder_flag,
+        NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+        MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
+    )
 
 
 def make_trt(engine: Engine | None = None, version: str = "10.13.0.35", **build: object) -> types.SimpleNamespace:
@@ -481,8 +499,14 @@ def make_trt(engine: Engine | None = None, version: str = "10.13.0.35", **build:
 
     state = BuildState(version=version, **build)  # type: ignore[arg-type]
     return types.SimpleNamespace(
-        __version__=version, DataType=DataType, TensorIOMode=TensorIOMode, Logger=Logger, Runtime=Runtime,
-        nptype=nptype, state=state, **_builder_api(state),
+        __version__=version,
+        DataType=DataType,
+        TensorIOMode=TensorIOMode,
+        Logger=Logger,
+        Runtime=Runtime,
+        nptype=nptype,
+        state=state,
+        **_builder_api(state),
     )
 
 
@@ -516,8 +540,12 @@ class FakeCudart:
     cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
     cudaStreamNonBlocking = 1
 
-    def __init__(self, gpu_name: str = "NVIDIA Fake GPU", capability: tuple[int, int] = (8, 6),
-                 set_device_error: CudaError = CudaError.cudaSuccess) -> None:
+    def __init__(
+        self,
+        gpu_name: str = "NVIDIA Fake GPU",
+        capability: tuple[int, int] = (8, 6),
+        set_device_error: CudaError = CudaError.cudaSuccess,
+    ) -> None:
         self.gpu_name, self.capability = gpu_name, capability
         self.set_device_error = set_device_error
         self.device: dict[int, ctypes.Array] = {}
@@ -535,8 +563,9 @@ class FakeCudart:
         return (self.set_device_error,)
 
     def cudaGetDeviceProperties(self, device: int):
-        props = types.SimpleNamespace(name=self.gpu_name.encode() + b"\0" * 8, major=self.capability[0],
-                                      minor=self.capability[1])
+        props = types.SimpleNamespace(
+            name=self.gpu_name.encode() + b"\0" * 8, major=self.capability[0], minor=self.capability[1]
+        )
         return CudaError.cudaSuccess, props
 
     def cudaStreamCreateWithFlags(self, flags: int):

@@ -33,8 +33,21 @@ from tests.badinput import (
 )
 
 PROG = "grm-train"
-TINY_RUN = ["--config", "tiny", "--epochs", "1", "--batch-size", "2", "--samples-per-epoch", "2", "--workers", "0",
-            "--threads", "1", "--no-progress"]
+TINY_RUN = [
+    "--config",
+    "tiny",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--samples-per-epoch",
+    "2",
+    "--workers",
+    "0",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def _run(tmp_path: Path, synth_root: Path, *extra: str) -> list[str]:
@@ -63,8 +76,13 @@ OPTION_CASES: dict[str, tuple[list[str], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(OPTION_CASES))
-def test_bad_training_option_is_one_line(case: str, synth_root: Path, tmp_path: Path, capsys,  # noqa: ANN001
-                                         monkeypatch) -> None:  # noqa: ANN001
+def test_bad_training_option_is_one_line(
+    case: str,
+    synth_root: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+    monkeypatch,
+) -> None:  # noqa: ANN001
     extra, fragment = OPTION_CASES[case]
     monkeypatch.chdir(tmp_path)
     args = _run(tmp_path, synth_root, *extra)
@@ -83,8 +101,9 @@ def test_cuda_device_without_a_gpu(synth_root: Path, tmp_path: Path, capsys) -> 
 def test_missing_output_and_missing_data(tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
     check_one_line_failure(run_main(main, ["--config", "tiny"], capsys), 2, PROG, ["--output is required"])
     monkeypatch.setenv("GRM_GOT10K_DIR", "")
-    result = run_main(main, ["--config", "tiny", "--output", str(tmp_path / "run"), "--data-root",
-                             str(tmp_path / "missing")], capsys)
+    result = run_main(
+        main, ["--config", "tiny", "--output", str(tmp_path / "run"), "--data-root", str(tmp_path / "missing")], capsys
+    )
     check_one_line_failure(result, 2, PROG, ["GOT-10k root"])
 
 
@@ -98,8 +117,9 @@ def test_output_that_is_a_file(synth_root: Path, tmp_path: Path, capsys) -> None
 def test_read_only_run_folder(synth_root: Path, tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
     """Mount or injected EROFS (see the module docstring)."""
     with read_only_folder(tmp_path / "ro", monkeypatch) as how:
-        result = run_main(main, [*TINY_RUN, "--got10k-dir", str(synth_root), "--output", str(tmp_path / "ro" / "r")],
-                          capsys)
+        result = run_main(
+            main, [*TINY_RUN, "--got10k-dir", str(synth_root), "--output", str(tmp_path / "ro" / "r")], capsys
+        )
         check_one_line_failure(result, 2, PROG, [str(tmp_path / "ro"), "Read-only file system"])
         assert not any((tmp_path / "ro").iterdir()), how
 
@@ -131,8 +151,13 @@ SYNTH_CASES: dict[str, tuple[list[str], str]] = {
 @pytest.mark.parametrize("case", sorted(SYNTH_CASES))
 def test_bad_synth_option_creates_nothing(case: str, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     extra, fragment = SYNTH_CASES[case]
-    args = ["synth", "--output", str(tmp_path / "data"), *(["--sequences", "1"] if "sequences" not in case else []),
-            *extra]
+    args = [
+        "synth",
+        "--output",
+        str(tmp_path / "data"),
+        *(["--sequences", "1"] if "sequences" not in case else []),
+        *extra,
+    ]
     check_one_line_failure(run_main(main, args, capsys), 2, PROG, [fragment])
     assert list(tmp_path.iterdir()) == []
 
@@ -147,8 +172,10 @@ def test_synth_into_a_read_only_folder(tmp_path: Path, capsys, monkeypatch) -> N
 def _damaged(folder: Path) -> dict[str, Path]:
     """Checkpoints as a user may have them: interrupted download, empty, a folder, foreign zip, garbage pickle ..."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = {name: folder / f"{name}.pt" for name in ("truncated", "empty", "zip-of-garbage", "pickle-of-garbage",
-                                                      "text", "pickled-list")}
+    files = {
+        name: folder / f"{name}.pt"
+        for name in ("truncated", "empty", "zip-of-garbage", "pickle-of-garbage", "text", "pickled-list")
+    }
     files["truncated"].write_bytes(b"\x80\x04junk")
     files["empty"].write_bytes(b"")
     with zipfile.ZipFile(files["zip-of-garbage"], "w") as z:
@@ -188,8 +215,15 @@ def test_other_uses_of_a_truncated_checkpoint(use: str, synth_root: Path, tmp_pa
     elif use == "resume":
         args = _run(tmp_path, synth_root, "--resume")
     else:
-        args = [*TINY_RUN, "--got10k-dir", str(synth_root), "--output", str(tmp_path / "other"), "--pretrained",
-                str(bad)]
+        args = [
+            *TINY_RUN,
+            "--got10k-dir",
+            str(synth_root),
+            "--output",
+            str(tmp_path / "other"),
+            "--pretrained",
+            str(bad),
+        ]
     result = run_main(main, args, capsys)
     check_one_line_failure(result, 2, PROG, [str(bad), "looks truncated or corrupt"])
     check_untouched(before, tmp_path)
@@ -210,8 +244,17 @@ def trained(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("trained")
     torch.set_num_threads(1)
-    Trainer(TrainOptions(config="tiny", output=out, roots=DatasetRoots(explicit={"got10k": synth_root}), epochs=1,
-                         batch_size=2, samples_per_epoch=2, num_workers=0)).fit()
+    Trainer(
+        TrainOptions(
+            config="tiny",
+            output=out,
+            roots=DatasetRoots(explicit={"got10k": synth_root}),
+            epochs=1,
+            batch_size=2,
+            samples_per_epoch=2,
+            num_workers=0,
+        )
+    ).fit()
     return out / "checkpoints" / "checkpoint_0001.pt"
 
 
@@ -236,8 +279,9 @@ def test_export_into_a_read_only_folder(trained: Path, tmp_path: Path, capsys, m
 
 
 @pytest.mark.parametrize("argv", [[], ["--help"], ["synth", "--help"]])
-def test_missing_torch_is_one_line_naming_the_extra(argv: list[str], tmp_path: Path,
-                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_missing_torch_is_one_line_naming_the_extra(
+    argv: list[str], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     env = hide_modules_env(tmp_path_factory.mktemp("hide"), ["torch"])
     result = run_process(PROG, argv, tmp_path, env=env, timeout=120)
     check_one_line_failure(result, 2, PROG, ["torch", 'pip install "grm-tracker[train]"'])
@@ -246,13 +290,22 @@ def test_missing_torch_is_one_line_naming_the_extra(argv: list[str], tmp_path: P
 
 def test_ctrl_c_saves_the_step_and_resume_finishes(synth_root: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """Ctrl-C during the first iteration: it finishes, is saved, and --resume runs the other three."""
-    args = [*TINY_RUN, "--samples-per-epoch", "8", "--got10k-dir", str(synth_root), "--output",
-            str(tmp_path / "run"), "--log-interval", "1"]
-    result = run_interrupted(PROG, args, tmp_path, "grm.train.trainer:Trainer.train_step", pause=3.0,
-                             env={"OMP_NUM_THREADS": "1"})
+    args = [
+        *TINY_RUN,
+        "--samples-per-epoch",
+        "8",
+        "--got10k-dir",
+        str(synth_root),
+        "--output",
+        str(tmp_path / "run"),
+        "--log-interval",
+        "1",
+    ]
+    result = run_interrupted(
+        PROG, args, tmp_path, "grm.train.trainer:Trainer.train_step", pause=3.0, env={"OMP_NUM_THREADS": "1"}
+    )
     saved = tmp_path / "run" / "checkpoints" / "checkpoint_0001_step000001.pt"
-    line = check_one_line_failure(result, 130, PROG, [f"saved {saved} at epoch 1, iteration 1 of 4",
-                                                      "--resume"])
+    line = check_one_line_failure(result, 130, PROG, [f"saved {saved} at epoch 1, iteration 1 of 4", "--resume"])
     assert line.startswith("grm-train: interrupted: ")
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
     resumed = run_main(main, [*args, "--resume"], capsys)
@@ -263,7 +316,15 @@ def test_ctrl_c_saves_the_step_and_resume_finishes(synth_root: Path, tmp_path: P
 
 
 def test_ctrl_c_in_synth_keeps_the_complete_sequences(tmp_path: Path) -> None:
-    result = run_interrupted(PROG, ["synth", "--output", str(tmp_path / "data"), "--sequences", "3"], tmp_path,
-                             "grm.train.data.synth:write_sequence")
-    check_one_line_failure(result, 130, PROG, [f"complete sequences in {tmp_path / 'data' / 'train'} are kept",
-                                               "the same command writes the rest"])
+    result = run_interrupted(
+        PROG,
+        ["synth", "--output", str(tmp_path / "data"), "--sequences", "3"],
+        tmp_path,
+        "grm.train.data.synth:write_sequence",
+    )
+    check_one_line_failure(
+        result,
+        130,
+        PROG,
+        [f"complete sequences in {tmp_path / 'data' / 'train'} are kept", "the same command writes the rest"],
+    )

@@ -34,8 +34,17 @@ def test_state_dict_matches_official_layout(shared_dir, name):
 
 
 def _official_file(path, state, **extra):
-    payload = {"epoch": 1, "actor_type": "GRMActor", "net_type": "GRM", "net": state, "net_info": None,
-               "constructor": None, "optimizer": {"state": {}, "param_groups": []}, "stats": {}, "settings": None}
+    payload = {
+        "epoch": 1,
+        "actor_type": "GRMActor",
+        "net_type": "GRM",
+        "net": state,
+        "net_info": None,
+        "constructor": None,
+        "optimizer": {"state": {}, "param_groups": []},
+        "stats": {},
+        "settings": None,
+    }
     payload.update(extra)
     torch.save(payload, path)
     return path
@@ -130,9 +139,17 @@ def test_adapt_pretrained_mae_reports_and_resizes():
     cfg = get_config("tiny")
     dim, grid = cfg.model.embed_dim, cfg.model.pretrain_grid
     pos = torch.randn(1, 1 + grid * grid, dim)
-    source = {"model": {"cls_token": torch.randn(1, 1, dim), "pos_embed": pos, "mask_token": torch.zeros(1, 1, dim),
-                        "decoder_embed.weight": torch.zeros(4, dim), "head.weight": torch.zeros(10, dim),
-                        "patch_embed.proj.weight": torch.randn(dim, 3, 16, 16), "norm.weight": torch.ones(dim)}}
+    source = {
+        "model": {
+            "cls_token": torch.randn(1, 1, dim),
+            "pos_embed": pos,
+            "mask_token": torch.zeros(1, 1, dim),
+            "decoder_embed.weight": torch.zeros(4, dim),
+            "head.weight": torch.zeros(10, dim),
+            "patch_embed.proj.weight": torch.randn(dim, 3, 16, 16),
+            "norm.weight": torch.ones(dim),
+        }
+    }
     model = build_model("tiny")
     state, report = adapt_pretrained(source, "tiny", model_keys=list(model.state_dict()))
     assert report.dropped == ["decoder_embed.weight", "head.weight", "mask_token"]

@@ -67,8 +67,11 @@ def test_ctrl_c_mid_epoch_saves_the_step_and_resume_is_exact(synth_root, tmp_pat
     opts = {"samples_per_epoch": 8}  # 4 iterations per epoch
     full = Trainer(_options(synth_root, tmp_path / "full", **opts))
     full.fit()
-    with pytest.raises(Interrupted, match=r"saved .*checkpoint_0002_step000002\.pt at epoch 2, iteration 2 of 4; "
-                                          r"continue with the same command and --resume"):
+    with pytest.raises(
+        Interrupted,
+        match=r"saved .*checkpoint_0002_step000002\.pt at epoch 2, iteration 2 of 4; "
+        r"continue with the same command and --resume",
+    ):
         Trainer(_options(synth_root, tmp_path / "cut", **opts), callbacks=_ctrl_c_at(2, 2)).fit()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
     names = [p.name for p in ckpt.project_checkpoints(tmp_path / "cut" / "checkpoints")]
@@ -79,8 +82,10 @@ def test_ctrl_c_mid_epoch_saves_the_step_and_resume_is_exact(synth_root, tmp_pat
     a = read_metrics(tmp_path / "full" / "metrics.jsonl")
     b = read_metrics(tmp_path / "cut" / "metrics.jsonl")
     assert [(r["kind"], r["step"]) for r in a] == [(r["kind"], r["step"]) for r in b]  # no iteration twice
-    epoch_a, epoch_b = (r for r in a if r["kind"] == "epoch" and r["step"] == 2), (
-        r for r in b if r["kind"] == "epoch" and r["step"] == 2)
+    epoch_a, epoch_b = (
+        (r for r in a if r["kind"] == "epoch" and r["step"] == 2),
+        (r for r in b if r["kind"] == "epoch" and r["step"] == 2),
+    )
     row_a, row_b = next(epoch_a), next(epoch_b)
     for key in ("loss", "giou", "l1", "focal", "iou", "lr_head", "skipped"):
         assert row_a[key] == row_b[key], key
@@ -92,14 +97,25 @@ def test_ctrl_c_mid_epoch_saves_the_step_and_resume_is_exact(synth_root, tmp_pat
 
 
 def test_checkpoint_names_sort_in_training_order(tmp_path):
-    for name in ("checkpoint_0002.pt", "checkpoint_0003_step000010.pt", "checkpoint_0001.pt",
-                 "checkpoint_0002_step000005.pt", "checkpoint_0003.pt", "notes.pt"):
+    for name in (
+        "checkpoint_0002.pt",
+        "checkpoint_0003_step000010.pt",
+        "checkpoint_0001.pt",
+        "checkpoint_0002_step000005.pt",
+        "checkpoint_0003.pt",
+        "notes.pt",
+    ):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in ckpt.project_checkpoints(tmp_path)] == [
-        "checkpoint_0001.pt", "checkpoint_0002_step000005.pt", "checkpoint_0002.pt", "checkpoint_0003_step000010.pt",
-        "checkpoint_0003.pt"]
+        "checkpoint_0001.pt",
+        "checkpoint_0002_step000005.pt",
+        "checkpoint_0002.pt",
+        "checkpoint_0003_step000010.pt",
+        "checkpoint_0003.pt",
+    ]
     assert ckpt.checkpoint_name(2, 10) == "checkpoint_0003_step000010.pt" and ckpt.checkpoint_name(3) == (
-        "checkpoint_0003.pt")
+        "checkpoint_0003.pt"
+    )
 
 
 def test_official_export_loads_strictly(synth_root, tmp_path):
@@ -107,12 +123,23 @@ def test_official_export_loads_strictly(synth_root, tmp_path):
     trainer.fit()
     official = tmp_path / "run" / "checkpoints" / "GRM_ep0001.pth.tar"  # epoch > EPOCH - 5: written
     data = read_checkpoint(official)
-    assert set(data) == {"epoch", "actor_type", "net_type", "net", "net_info", "constructor", "optimizer", "stats",
-                         "settings"}
+    assert set(data) == {
+        "epoch",
+        "actor_type",
+        "net_type",
+        "net",
+        "net_info",
+        "constructor",
+        "optimizer",
+        "stats",
+        "settings",
+    }
     assert (data["actor_type"], data["net_type"], data["epoch"]) == ("GRMActor", "GRM", 1)
     model = load_checkpoint(official, "tiny")
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in model.state_dict().items())
-    exported = ckpt.export_official(tmp_path / "run" / "checkpoints" / "checkpoint_0001.pt", tmp_path / "GRM_ep0001.pth.tar")
+    exported = ckpt.export_official(
+        tmp_path / "run" / "checkpoints" / "checkpoint_0001.pt", tmp_path / "GRM_ep0001.pth.tar"
+    )
     assert read_checkpoint(exported)["optimizer"] is None
     load_checkpoint(exported, "tiny")
 
@@ -122,8 +149,9 @@ def test_atomic_save_keeps_newest_and_rejects_foreign_files(tmp_path):
     opt = torch.optim.AdamW(layer.parameters())
     sched = torch.optim.lr_scheduler.StepLR(opt, 1)
     for epoch in (1, 2, 3):
-        ckpt.save_training_state(tmp_path, model=layer, optimizer=opt, scheduler=sched, epoch=epoch,
-                                 config_name="tiny", keep=2)
+        ckpt.save_training_state(
+            tmp_path, model=layer, optimizer=opt, scheduler=sched, epoch=epoch, config_name="tiny", keep=2
+        )
     assert [p.name for p in ckpt.project_checkpoints(tmp_path)] == ["checkpoint_0002.pt", "checkpoint_0003.pt"]
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
     ckpt.save_official(tmp_path / "GRM_ep0003.pth.tar", layer, 3)

@@ -18,8 +18,12 @@ def test_registry_names():
 
 @pytest.mark.parametrize(
     ("name", "dim", "depth", "heads", "search", "factor", "feat"),
-    [("vitb_256", 768, 12, 12, 256, 4.0, 16), ("vitb_256_got", 768, 12, 12, 256, 4.0, 16),
-     ("vitl_320", 1024, 24, 16, 320, 5.0, 20), ("tiny", 96, 4, 3, 128, 4.0, 8)],
+    [
+        ("vitb_256", 768, 12, 12, 256, 4.0, 16),
+        ("vitb_256_got", 768, 12, 12, 256, 4.0, 16),
+        ("vitl_320", 1024, 24, 16, 320, 5.0, 20),
+        ("tiny", 96, 4, 3, 128, 4.0, 8),
+    ],
 )
 def test_official_numbers(name, dim, depth, heads, search, factor, feat):
     cfg = get_config(name)
@@ -30,8 +34,15 @@ def test_official_numbers(name, dim, depth, heads, search, factor, feat):
 
 def test_threshold_presets_follow_spec():
     vitb = get_config("vitb_256").tracker
-    assert [vitb.threshold_for(d) for d in ("lasot", "nfs", "uav", "avist", "otb", "got10k_test", None)] == \
-        [0.4, 0.6, 0.55, 0.4, 0.0, 0.0, 0.0]
+    assert [vitb.threshold_for(d) for d in ("lasot", "nfs", "uav", "avist", "otb", "got10k_test", None)] == [
+        0.4,
+        0.6,
+        0.55,
+        0.4,
+        0.0,
+        0.0,
+        0.0,
+    ]
     for name in ("vitb_256_got", "vitl_320"):
         assert set(threshold_presets(name).values()) == {0.0}
 
@@ -54,8 +65,14 @@ def test_configs_are_frozen_and_validated():
 
 
 def test_metadata_round_trip():
-    meta = ModelMetadata(config="vitb_256", tracker=get_config("vitb_256").tracker, precision="fp16", opset=17,
-                         checkpoint_sha256="ab" * 32, depth=12)
+    meta = ModelMetadata(
+        config="vitb_256",
+        tracker=get_config("vitb_256").tracker,
+        precision="fp16",
+        opset=17,
+        checkpoint_sha256="ab" * 32,
+        depth=12,
+    )
     again = ModelMetadata.from_json(meta.to_json())
     assert again == meta
     assert again.tracker.threshold_for("uav") == 0.55

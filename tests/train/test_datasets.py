@@ -67,10 +67,14 @@ def test_trackingnet_uses_every_30th_frame_plus_last(tmp_path):
 
 def test_coco_annotations_are_one_frame_sequences(tmp_path):
     (tmp_path / "annotations").mkdir()
-    data = {"images": [{"id": 7, "file_name": "a.jpg"}, {"id": 9, "file_name": "b.jpg"}],
-            "annotations": [{"image_id": 9, "bbox": [1, 2, 60, 55], "iscrowd": 0},
-                            {"image_id": 7, "bbox": [0, 0, 5, 5], "iscrowd": 1},
-                            {"image_id": 7, "bbox": [3, 4, 20, 30], "iscrowd": 0}]}
+    data = {
+        "images": [{"id": 7, "file_name": "a.jpg"}, {"id": 9, "file_name": "b.jpg"}],
+        "annotations": [
+            {"image_id": 9, "bbox": [1, 2, 60, 55], "iscrowd": 0},
+            {"image_id": 7, "bbox": [0, 0, 5, 5], "iscrowd": 1},
+            {"image_id": 7, "bbox": [3, 4, 20, 30], "iscrowd": 0},
+        ],
+    }
     (tmp_path / "annotations" / "instances_train2017.json").write_text(json.dumps(data))
     _jpg(tmp_path / "images" / "train2017" / "b.jpg")
     ds = Coco(tmp_path)
@@ -132,8 +136,10 @@ def test_data_pipeline_imports_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, grm.train.data.sampler, grm.train.data.synth, grm.train.data.sources; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = (
+        "import sys, grm.train.data.sampler, grm.train.data.synth, grm.train.data.sources; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -143,8 +149,10 @@ def test_coco_samples_use_one_image_for_template_and_search(tmp_path):
     from grm.train.data.sampler import PairSampler
 
     (tmp_path / "annotations").mkdir()
-    data = {"images": [{"id": 1, "file_name": "a.jpg"}],
-            "annotations": [{"image_id": 1, "bbox": [40, 30, 20, 20], "iscrowd": 0}]}  # small: flag False, still used
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "annotations": [{"image_id": 1, "bbox": [40, 30, 20, 20], "iscrowd": 0}],
+    }  # small: flag False, still used
     (tmp_path / "annotations" / "instances_train2017.json").write_text(json.dumps(data))
     img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     (tmp_path / "images" / "train2017").mkdir(parents=True)

@@ -41,8 +41,16 @@ def _zip_bytes(files: dict[str, bytes]) -> bytes:
 
 
 ARCHIVE = _zip_bytes(MEDIA)
-SOURCE = FootageSource(name="demo", registry="pypi", package="demo", version="1.0", archive_sha256=sha256_bytes(ARCHIVE),
-                       prefix="pkg/data/", members=("clip.bin", "photo.bin"), licence="CC0")
+SOURCE = FootageSource(
+    name="demo",
+    registry="pypi",
+    package="demo",
+    version="1.0",
+    archive_sha256=sha256_bytes(ARCHIVE),
+    prefix="pkg/data/",
+    members=("clip.bin", "photo.bin"),
+    licence="CC0",
+)
 
 
 class FakeFetcher:
@@ -90,8 +98,10 @@ def test_a_damaged_file_is_fetched_again(tmp_path, damage):
     assert path.read_bytes() == b"video bytes"
 
 
-@pytest.mark.parametrize("manifest", ["not json", '{"sources": {"demo": {"requirement": "demo==1.0", '
-                                      '"files": {"clip.bin": 1, "photo.bin": {}}}}}'])
+@pytest.mark.parametrize(
+    "manifest",
+    ["not json", '{"sources": {"demo": {"requirement": "demo==1.0", "files": {"clip.bin": 1, "photo.bin": {}}}}}'],
+)
 def test_an_unreadable_manifest_means_fetch_again(tmp_path, manifest):
     fetcher = FakeFetcher()
     fetch_footage(tmp_path, [SOURCE], fetcher)
@@ -128,9 +138,17 @@ def test_members_come_out_of_a_debian_package(tmp_path):
     data_tar = tar_buffer.getvalue()
     members = [(b"debian-binary", b"2.0\n"), (b"data.tar.xz", data_tar)]
     deb = b"!<arch>\n" + b"".join(
-        name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6) + b"100644".ljust(8)
-        + str(len(body)).encode().ljust(10) + b"`\n" + body + (b"\n" if len(body) % 2 else b"")
-        for name, body in members)
+        name.ljust(16)
+        + b"0".ljust(12)
+        + b"0".ljust(6)
+        + b"0".ljust(6)
+        + b"100644".ljust(8)
+        + str(len(body)).encode().ljust(10)
+        + b"`\n"
+        + body
+        + (b"\n" if len(body) % 2 else b"")
+        for name, body in members
+    )
     path = tmp_path / "x_1_all.deb"
     path.write_bytes(deb)
     assert list(extract_members(path, "usr/share/doc/x/", ["a.jpg"])) == [("a.jpg", b"abc")]
@@ -142,8 +160,12 @@ def test_unknown_source_names_are_user_errors(capsys):
     with pytest.raises(DatasetError, match="unknown footage source 'nope'"):
         select_sources(["nope"])
     assert [s.name for s in select_sources(["opencv-doc"])] == ["opencv-doc"]
-    check_one_line_failure(run_main(main, ["fetch-footage", "--output", "x", "--sources", "nope"], capsys), 2,
-                           "grm-train", ["grm-train: error: ", "unknown footage source"])
+    check_one_line_failure(
+        run_main(main, ["fetch-footage", "--output", "x", "--sources", "nope"], capsys),
+        2,
+        "grm-train",
+        ["grm-train: error: ", "unknown footage source"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------- media
@@ -213,8 +235,11 @@ def test_still_views_carry_the_box_with_the_content():
     assert len(seq.frames) == 20 and seq.boxes.shape == (20, 4)
     assert all(f.shape == image.shape for f in seq.frames)
     reference = _crop(seq.frames[0], seq.boxes[0])
-    scores = [_ncc(reference, _crop(f, b)) for f, b, v in zip(seq.frames, seq.boxes, seq.visible_fraction, strict=True)
-              if v == 1.0]
+    scores = [
+        _ncc(reference, _crop(f, b))
+        for f, b, v in zip(seq.frames, seq.boxes, seq.visible_fraction, strict=True)
+        if v == 1.0
+    ]
     assert len(scores) >= 10 and np.median(scores) > 0.5  # the boxed content is the same in every view
     shifts = seq.boxes[:, :2] - seq.boxes[0, :2]
     assert np.abs(shifts).max() > 10  # views move the target around the frame
@@ -263,4 +288,7 @@ def test_build_pairs_without_footage_is_a_user_error(tmp_path, capsys):
 
     check_one_line_failure(
         run_main(main, ["build-pairs", "--footage", str(tmp_path / "none"), "--output", str(tmp_path / "out")], capsys),
-        2, "grm-train", ["grm-train: error: ", "fetch the footage first"])
+        2,
+        "grm-train",
+        ["grm-train: error: ", "fetch the footage first"],
+    )

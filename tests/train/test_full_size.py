@@ -16,8 +16,20 @@ def test_official_format_round_trip(tmp_path, name, epoch):
     torch.set_num_threads(2)
     model = build_model(name).eval()
     path = tmp_path / f"GRM_ep{epoch:04d}.pth.tar"
-    torch.save({"epoch": epoch, "actor_type": "GRMActor", "net_type": "GRM", "net": model.state_dict(),
-                "net_info": None, "constructor": None, "optimizer": {}, "stats": {}, "settings": None}, path)
+    torch.save(
+        {
+            "epoch": epoch,
+            "actor_type": "GRMActor",
+            "net_type": "GRM",
+            "net": model.state_dict(),
+            "net_info": None,
+            "constructor": None,
+            "optimizer": {},
+            "stats": {},
+            "settings": None,
+        },
+        path,
+    )
     loaded = load_checkpoint(path)  # config inferred from shapes and epoch
     assert loaded.config.name == name
     t, s = model.config.tracker.template_size, model.config.tracker.search_size

@@ -41,12 +41,14 @@ def test_focal_loss_by_hand():
     target = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]]]])
     pred = torch.tensor([[[[0.8, 0.3], [0.1, 0.2]]]])
     pos = math.log(0.8) * 0.2**2
-    neg = (math.log(0.7) * 0.3**2 * 0.5**4 + math.log(0.9) * 0.1**2 + math.log(0.8) * 0.2**2)
+    neg = math.log(0.7) * 0.3**2 * 0.5**4 + math.log(0.9) * 0.1**2 + math.log(0.8) * 0.2**2
     assert math.isclose(focal_loss(pred, target).item(), -(pos + neg), rel_tol=1e-5)
     no_peak = torch.zeros_like(target)
-    assert math.isclose(focal_loss(pred, no_peak).item(),
-                        -(math.log(0.2) * 0.64 + math.log(0.7) * 0.09 + math.log(0.9) * 0.01 + math.log(0.8) * 0.04),
-                        rel_tol=1e-5)
+    assert math.isclose(
+        focal_loss(pred, no_peak).item(),
+        -(math.log(0.2) * 0.64 + math.log(0.7) * 0.09 + math.log(0.9) * 0.01 + math.log(0.8) * 0.04),
+        rel_tol=1e-5,
+    )
 
 
 def test_total_loss_weights_and_clamped_ground_truth():

@@ -22,8 +22,12 @@ def fixture_run(upstream_tiny):
     for threshold in THRESHOLDS:
         blocks.clear()
         with torch.no_grad():
-            out = model(torch.from_numpy(ref["template"]), torch.from_numpy(ref["search"]), threshold=threshold,
-                        return_decisions=True)
+            out = model(
+                torch.from_numpy(ref["template"]),
+                torch.from_numpy(ref["search"]),
+                threshold=threshold,
+                return_decisions=True,
+            )
         runs.append((out, torch.stack(blocks, dim=1).numpy()))
     for h in hooks:
         h.remove()

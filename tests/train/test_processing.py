@@ -100,7 +100,9 @@ def test_all_padding_crop_is_invalid():
     mask[5, 5] = False  # one image pixel that the nearest 8x8 grid never samples
     assert not mask.all() and nearest_downsample(mask, 8).all()
     with pytest.raises(InvalidSample):
-        crop_input(RNG_FRAME, np.array([0.0, 0.0, 0.0, 5.0]), CropSpec(4.0, 0.0, 0.0, 128), 16, np.random.default_rng(0))
+        crop_input(
+            RNG_FRAME, np.array([0.0, 0.0, 0.0, 5.0]), CropSpec(4.0, 0.0, 0.0, 128), 16, np.random.default_rng(0)
+        )
 
 
 def test_causal_pairs_respect_order_visibility_and_interval():

@@ -12,8 +12,16 @@ from grm.train.trainer import Trainer, TrainOptions
 
 
 def test_loss_falls_on_a_repeated_batch(synth_root, tmp_path):
-    trainer = Trainer(TrainOptions(config="tiny", output=tmp_path, roots=DatasetRoots(explicit={"got10k": synth_root}),
-                                   batch_size=2, samples_per_epoch=2, num_workers=0))
+    trainer = Trainer(
+        TrainOptions(
+            config="tiny",
+            output=tmp_path,
+            roots=DatasetRoots(explicit={"got10k": synth_root}),
+            batch_size=2,
+            samples_per_epoch=2,
+            num_workers=0,
+        )
+    )
     batch = collate([trainer.sampler[i] for i in range(2)])
     losses = [trainer.train_step(batch)["loss"] for _ in range(12)]
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
@@ -48,8 +56,9 @@ def test_validation_scores_with_the_benchmark_metrics(synth_root):
     result = validate(build_model("tiny"), synth_root, max_sequences=2)
     ds = Got10k(synth_root)
     gts = [ds.sequence_info(i).boxes.astype(np.float64) for i in range(2)]
-    static = score_boxes([np.repeat(g[:1], len(g), axis=0) for g in gts], gts,
-                         visible=[ds.sequence_info(i).visible for i in range(2)])
+    static = score_boxes(
+        [np.repeat(g[:1], len(g), axis=0) for g in gts], gts, visible=[ds.sequence_info(i).visible for i in range(2)]
+    )
     assert result.sequences == 2 and result.frames == sum(len(g) for g in gts)
     assert result.static_auc == pytest.approx(static.auc) and 0 <= result.auc <= 100
 
@@ -60,13 +69,23 @@ def test_pretrained_backbone_goes_through_adapt_pretrained(synth_root, tmp_path)
     from grm.train.model import build_model
 
     source = build_model("tiny").state_dict()
-    vit = {k.removeprefix("backbone."): v.clone() for k, v in source.items()
-           if k.startswith("backbone.") and "divide" not in k and "pos_embed_" not in k}
+    vit = {
+        k.removeprefix("backbone."): v.clone()
+        for k, v in source.items()
+        if k.startswith("backbone.") and "divide" not in k and "pos_embed_" not in k
+    }
     vit["decoder_embed.weight"] = torch.zeros(2, 2)  # an MAE decoder key, dropped by the adapter
     path = tmp_path / "mae_like.pth"
     torch.save({"model": vit}, path)
-    trainer = Trainer(TrainOptions(config="tiny", output=tmp_path / "run", pretrained=path,
-                                   roots=DatasetRoots(explicit={"got10k": synth_root}), num_workers=0))
+    trainer = Trainer(
+        TrainOptions(
+            config="tiny",
+            output=tmp_path / "run",
+            pretrained=path,
+            roots=DatasetRoots(explicit={"got10k": synth_root}),
+            num_workers=0,
+        )
+    )
     got = trainer.model.state_dict()
     assert torch.equal(got["backbone.blocks.1.mlp.fc1.weight"], vit["blocks.1.mlp.fc1.weight"])
     assert torch.equal(got["backbone.patch_embed.proj.weight"], vit["patch_embed.proj.weight"])

@@ -30,7 +30,9 @@ class Coco:
         self.image_dir = self.root / "images" / f"{split}{version}"
         ann_path = self.root / "annotations" / f"instances_{split}{version}.json"
         if not ann_path.is_file():
-            raise DatasetError(f"COCO annotations {ann_path} not found; expected <root>/annotations/ and <root>/images/")
+            raise DatasetError(
+                f"COCO annotations {ann_path} not found; expected <root>/annotations/ and <root>/images/"
+            )
         files, self.image_index, self.boxes = _parse(ann_path)
         self.files = files
         if not len(self.boxes):

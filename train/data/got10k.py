@@ -26,13 +26,14 @@ def resolve_got10k_root(path: str | Path) -> Path:
     for candidate in (path, path / "train"):
         if (candidate / "list.txt").is_file():
             return candidate
-    raise DatasetError(f"GOT-10k root {path} has no list.txt (looked in {path} and {path / 'train'}); "
-                       "point it at GOT-10k's train/ folder or write data with 'grm-train synth'")
+    raise DatasetError(
+        f"GOT-10k root {path} has no list.txt (looked in {path} and {path / 'train'}); "
+        "point it at GOT-10k's train/ folder or write data with 'grm-train synth'"
+    )
 
 
 class Got10k(VideoDataset):
     """GOT-10k train sequences (or any folder in that layout, such as generated data)."""
-
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
         if split not in SPLITS:
@@ -60,6 +61,8 @@ class Got10k(VideoDataset):
 
 def _select(names: list[str], indices: list[int], root: Path) -> list[str]:
     if max(indices) >= len(names):
-        raise DatasetError(f"{root / 'list.txt'} lists {len(names)} sequences but the vot_train split indexes up to "
-                           f"{max(indices)}; use the full GOT-10k train folder (9335 sequences) or the GOT10K_train split")
+        raise DatasetError(
+            f"{root / 'list.txt'} lists {len(names)} sequences but the vot_train split indexes up to "
+            f"{max(indices)}; use the full GOT-10k train folder (9335 sequences) or the GOT10K_train split"
+        )
     return [names[i] for i in indices]

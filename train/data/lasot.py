@@ -29,8 +29,10 @@ class Lasot(VideoDataset):
         self.sequences = list(sequences) if sequences is not None else list(read_name_split("lasot_train_split.txt"))
         missing = [s for s in self.sequences if not self._folder(s).is_dir()]
         if missing:
-            raise DatasetError(f"LaSOT root {self.root} lacks {len(missing)} of {len(self.sequences)} training "
-                               f"sequences (first: {self._folder(missing[0])}); expected <root>/<class>/<class>-<n>/")
+            raise DatasetError(
+                f"LaSOT root {self.root} lacks {len(missing)} of {len(self.sequences)} training "
+                f"sequences (first: {self._folder(missing[0])}); expected <root>/<class>/<class>-<n>/"
+            )
 
     def _folder(self, name: str) -> Path:
         return self.root / name.rsplit("-", 1)[0] / name

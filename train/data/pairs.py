@@ -81,8 +81,11 @@ def _box_means(integral: NDArray[np.float64], boxes: NDArray[np.int64]) -> NDArr
 
 
 def propose_box(
-    score_map: NDArray[np.float32], rng: np.random.Generator, side: tuple[float, float] = (0.1, 0.35),
-    candidates: int = 256, top_fraction: float = 0.1,
+    score_map: NDArray[np.float32],
+    rng: np.random.Generator,
+    side: tuple[float, float] = (0.1, 0.35),
+    candidates: int = 256,
+    top_fraction: float = 0.1,
 ) -> NDArray[np.float64]:
     """A box (xywh, pixels) on a high-scoring region of ``score_map``, e.g. :func:`texture_map`.
 
@@ -228,6 +231,7 @@ def dense_flows(grays: Sequence[Image]) -> tuple[list[Flow], list[Flow]]:
     Farneback with a small window (9 px, 4 pyramid levels) keeps small objects' motion: DIS, though faster,
     smooths a small target's flow toward its background's and a carried box then lags a few pixels a second.
     """
+
     def flow(a: Image, b: Image) -> Flow:
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 9, 3, 5, 1.1, 0)
 
@@ -243,8 +247,14 @@ def _sample(flow: Flow, points: NDArray[np.float32]) -> NDArray[np.float32]:
 
 
 def carry_box(
-    grays: Sequence[Image], forward: Sequence[Flow], backward: Sequence[Flow], box: NDArray,
-    fb_threshold: float = 1.0, min_tracked: float = 0.5, min_similarity: float = 0.5, grid: int = 10,
+    grays: Sequence[Image],
+    forward: Sequence[Flow],
+    backward: Sequence[Flow],
+    box: NDArray,
+    fb_threshold: float = 1.0,
+    min_tracked: float = 0.5,
+    min_similarity: float = 0.5,
+    grid: int = 10,
 ) -> NDArray[np.float64]:
     """Carry an xywh box through the frames the flows connect; returns one box per frame it was kept for.
 
@@ -290,8 +300,13 @@ def _patch(gray: Image, box: NDArray, size: int = 24) -> NDArray[np.float32]:
     """The box's content resampled to size x size pixels (float32; the border replicated)."""
     x, y, w, h = box
     matrix = np.float32([[w / size, 0, x], [0, h / size, y]])
-    return cv2.warpAffine(gray.astype(np.float32), matrix, (size, size),
-                          flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        gray.astype(np.float32),
+        matrix,
+        (size, size),
+        flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def _similarity(a: NDArray[np.float32], b: NDArray[np.float32], min_std: float = 2.0) -> float:
@@ -338,7 +353,9 @@ def moving_boxes(motion: NDArray[np.float32], min_side: float, threshold: float 
     return boxes
 
 
-def track_sequences(frames: Sequence[Image], rng: np.random.Generator, spec: PairSpec = PairSpec()) -> list[SynthSequence]:
+def track_sequences(
+    frames: Sequence[Image], rng: np.random.Generator, spec: PairSpec = PairSpec()
+) -> list[SynthSequence]:
     """Up to ``spec.tracks_per_window`` flow tracks of at least 20 frames started on the first of ``frames``.
 
     Start boxes are first the regions that move against the camera (:func:`moving_boxes` over the first five
@@ -365,8 +382,9 @@ def track_sequences(frames: Sequence[Image], rng: np.random.Generator, spec: Pai
         boxes = carry_box(grays, forward, backward, box, spec.fb_threshold, spec.min_tracked)
         if len(boxes) >= MIN_LENGTH:
             starts.append(box)
-            out.append(SynthSequence(frames=list(frames[: len(boxes)]), boxes=boxes,
-                                     visible_fraction=np.ones(len(boxes))))
+            out.append(
+                SynthSequence(frames=list(frames[: len(boxes)]), boxes=boxes, visible_fraction=np.ones(len(boxes)))
+            )
     return out
 
 
@@ -429,7 +447,10 @@ _KIND_SEED = {"still": 1, "track": 2, "synth": 3}
 
 
 def write_pairs(
-    footage: str | Path, output: str | Path, spec: PairSpec = PairSpec(), seed: int = 0,
+    footage: str | Path,
+    output: str | Path,
+    spec: PairSpec = PairSpec(),
+    seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write still, track and synth sequences under ``<output>/train/`` and its ``list.txt``; returns that folder.

@@ -59,8 +59,14 @@ class Processing:
         def spec(j: CropJitter, size: int) -> CropSpec:
             return CropSpec(j.factor, j.center_jitter, j.scale_jitter, size)
 
-        return cls(template=spec(tr.template, t.template_size), search=spec(tr.search, t.search_size),
-                   stride=t.patch_size, mean=t.mean, std=t.std, grayscale_probability=tr.grayscale_probability)
+        return cls(
+            template=spec(tr.template, t.template_size),
+            search=spec(tr.search, t.search_size),
+            stride=t.patch_size,
+            mean=t.mean,
+            std=t.std,
+            grayscale_probability=tr.grayscale_probability,
+        )
 
     @property
     def feat_size(self) -> int:
@@ -155,10 +161,13 @@ def process_pair(
     grayscale = rng.random() < processing.grayscale_probability
     flip = rng.random() < FLIP_PROBABILITY
     (t_frame, s_frame), (t_box, s_box) = joint_transform(
-        [template_frame, search_frame], [template_box, search_box], grayscale, flip)
+        [template_frame, search_frame], [template_box, search_box], grayscale, flip
+    )
     out: dict[str, NDArray[np.float32]] = {}
-    for key, frame, box, spec in (("template", t_frame, t_box, processing.template),
-                                  ("search", s_frame, s_box, processing.search)):
+    for key, frame, box, spec in (
+        ("template", t_frame, t_box, processing.template),
+        ("search", s_frame, s_box, processing.search),
+    ):
         crop, box_norm = crop_input(frame, box, spec, processing.stride, rng)
         out[key], out[f"{key}_anno"] = finish_crop(crop, box_norm, processing, rng)
     out["heatmap"] = heatmap(out["search_anno"], processing.feat_size)

@@ -28,9 +28,7 @@ MIN_LENGTH = 20
 GAP_STEP = 5
 
 
-def sample_visible(
-    visible: NDArray[np.bool_], rng: np.random.Generator, min_id: int, max_id: int
-) -> int | None:
+def sample_visible(visible: NDArray[np.bool_], rng: np.random.Generator, min_id: int, max_id: int) -> int | None:
     """A uniformly drawn visible frame in [min_id, max_id) (clipped to the sequence), or None."""
     lo, hi = max(min_id, 0), min(max_id, len(visible))
     candidates = np.flatnonzero(visible[lo:hi]) + lo if hi > lo else np.empty(0, np.int64)
@@ -115,8 +113,10 @@ class PairSampler:
                 continue
             sample["skipped"] = np.int64(attempt)
             return sample
-        raise DatasetError(f"{self.max_attempts} consecutive unusable samples (last: {reason}); "
-                           "check the dataset annotations and crop settings")
+        raise DatasetError(
+            f"{self.max_attempts} consecutive unusable samples (last: {reason}); "
+            "check the dataset annotations and crop settings"
+        )
 
     def _draw(self, rng: np.random.Generator) -> dict[str, NDArray]:
         ds = self.datasets[int(rng.choice(len(self.datasets), p=self.weights))]
@@ -130,15 +130,19 @@ class PairSampler:
             s_frame = t_frame
         return process_pair(self.processing, t_frame, info.boxes[t_id], s_frame, info.boxes[s_id], rng)
 
-    def _pick_sequence(self, ds: TrackingDataset, rng: np.random.Generator, max_tries: int = 1000) -> tuple[int, SequenceInfo]:
+    def _pick_sequence(
+        self, ds: TrackingDataset, rng: np.random.Generator, max_tries: int = 1000
+    ) -> tuple[int, SequenceInfo]:
         """Uniform sequence; video sequences need > 4 visible frames and >= 20 frames (redrawn otherwise)."""
         for _ in range(max_tries):
             seq = int(rng.integers(len(ds)))
             info = ds.sequence_info(seq)
             if not ds.is_video or (int(info.visible.sum()) > MIN_VISIBLE and len(info) >= MIN_LENGTH):
                 return seq, info
-        raise DatasetError(f"{ds.name}: no sequence with more than {MIN_VISIBLE} visible frames and at least "
-                           f"{MIN_LENGTH} frames found in {max_tries} draws")
+        raise DatasetError(
+            f"{ds.name}: no sequence with more than {MIN_VISIBLE} visible frames and at least "
+            f"{MIN_LENGTH} frames found in {max_tries} draws"
+        )
 
 
 def collate(samples: Sequence[dict[str, NDArray]]) -> dict[str, NDArray]:

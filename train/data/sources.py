@@ -27,8 +27,12 @@ _FACTORIES: Mapping[str, tuple[str, Callable[[Path], TrackingDataset]]] = {
     "COCO17": ("coco", Coco),
     "TRACKINGNET": ("trackingnet", TrackingNet),
 }
-ENV_VARS = {"lasot": "GRM_LASOT_DIR", "got10k": "GRM_GOT10K_DIR", "trackingnet": "GRM_TRACKINGNET_DIR",
-            "coco": "GRM_COCO_DIR"}
+ENV_VARS = {
+    "lasot": "GRM_LASOT_DIR",
+    "got10k": "GRM_GOT10K_DIR",
+    "trackingnet": "GRM_TRACKINGNET_DIR",
+    "coco": "GRM_COCO_DIR",
+}
 DATASET_NAMES = tuple(_FACTORIES)
 
 
@@ -47,7 +51,9 @@ class DatasetRoots:
             return Path(env[ENV_VARS[key]])
         if self.data_root is not None:
             return Path(self.data_root) / key
-        raise DatasetError(f"no root for {key}: pass --data-root (with a {key}/ folder), --{key}-dir or set {ENV_VARS[key]}")
+        raise DatasetError(
+            f"no root for {key}: pass --data-root (with a {key}/ folder), --{key}-dir or set {ENV_VARS[key]}"
+        )
 
 
 def build_datasets(

@@ -194,8 +194,9 @@ def _object_track(rng: np.random.Generator, n: int, w: int, h: int, side: float,
     return _Track(cx, cy, bw, bh)
 
 
-def _paste(canvas: NDArray[np.float32], sprite: Sprite, cx: float, cy: float, bw: float, bh: float,
-           shade: float = 1.0) -> NDArray[np.float32]:
+def _paste(
+    canvas: NDArray[np.float32], sprite: Sprite, cx: float, cy: float, bw: float, bh: float, shade: float = 1.0
+) -> NDArray[np.float32]:
     """Alpha-blend the sprite resized to (bw, bh) at centre (cx, cy); returns its full-frame alpha (HxW)."""
     h, w = canvas.shape[:2]
     full = np.zeros((h, w), np.float32)
@@ -226,9 +227,14 @@ def generate_sequence(seed: int, index: int, spec: SynthSpec = SynthSpec()) -> S
     target = make_sprite(rng)
     track = _object_track(rng, n, w, h, side, margin=0.3 * side if rng.random() < 0.3 else -0.5 * side)
     hue = float(cv2.cvtColor(target.texture[:1, :1], cv2.COLOR_RGB2HSV)[0, 0, 0]) / 2
-    distractors = [(make_sprite(rng, hue=hue + rng.uniform(-25, 25)) if rng.random() < 0.6 else make_sprite(rng),
-                    _object_track(rng, n, w, h, side * rng.uniform(0.7, 1.3), -0.3 * side), rng.random() < 0.3)
-                   for _ in range(int(rng.integers(0, 4)))]
+    distractors = [
+        (
+            make_sprite(rng, hue=hue + rng.uniform(-25, 25)) if rng.random() < 0.6 else make_sprite(rng),
+            _object_track(rng, n, w, h, side * rng.uniform(0.7, 1.3), -0.3 * side),
+            rng.random() < 0.3,
+        )
+        for _ in range(int(rng.integers(0, 4)))
+    ]
     occluders = _occluder_tracks(rng, n, w, h, side)
     frames, boxes, vis = [], np.zeros((n, 4)), np.zeros(n)
     shade = 1 + 0.15 * np.sin(np.linspace(0, rng.uniform(1, 6), n) + rng.uniform(0, 6))
@@ -280,9 +286,19 @@ def _occluder_tracks(rng: np.random.Generator, n: int, w: int, h: int, side: flo
         speed = (w if vertical else h) / duration * rng.choice([-1, 1])
         x0 = (0.0 if speed > 0 else float(w)) if vertical else w / 2
         y0 = h / 2 if vertical else (0.0 if speed > 0 else float(h))
-        occluders.append(_Occluder(int(rng.integers(0, max(1, n - duration))), duration, x0, y0,
-                                   speed if vertical else 0.0, 0.0 if vertical else speed, ow, oh,
-                                   tuple(float(c) for c in rng.uniform(0.1, 0.9, 3))))
+        occluders.append(
+            _Occluder(
+                int(rng.integers(0, max(1, n - duration))),
+                duration,
+                x0,
+                y0,
+                speed if vertical else 0.0,
+                0.0 if vertical else speed,
+                ow,
+                oh,
+                tuple(float(c) for c in rng.uniform(0.1, 0.9, 3)),
+            )
+        )
     return occluders
 
 
@@ -311,7 +327,9 @@ def write_sequence(seq: SynthSequence, directory: Path, jpeg_quality: int = 92) 
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     for i, frame in enumerate(seq.frames):
         cv2.imwrite(str(directory / f"{i + 1:08d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
-    _write_text(directory / "groundtruth.txt", "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in seq.boxes))
+    _write_text(
+        directory / "groundtruth.txt", "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in seq.boxes)
+    )
     _write_text(directory / "absence.label", "".join(f"{v}\n" for v in seq.absence))
     _write_text(directory / "cover.label", "".join(f"{v}\n" for v in seq.cover))
     _write_text(directory / "cut_by_image.label", "".join(f"{v}\n" for v in seq.cut_by_image))

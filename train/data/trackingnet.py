@@ -36,9 +36,13 @@ class TrackingNet(VideoDataset):
         self.root = require_dir(Path(root), "TrackingNet", "set --trackingnet-dir or GRM_TRACKINGNET_DIR")
         missing = [k for k in chunks if not (self.root / f"TRAIN_{k}" / "anno").is_dir()]
         if missing:
-            raise DatasetError(f"TrackingNet root {self.root} lacks TRAIN_{missing[0]}/anno "
-                               f"({len(missing)} of {len(chunks)} chunks missing); expected TRAIN_0 .. TRAIN_11")
-        self.sequences = [(k, p.stem) for k in chunks for p in sorted((self.root / f"TRAIN_{k}" / "anno").glob("*.txt"))]
+            raise DatasetError(
+                f"TrackingNet root {self.root} lacks TRAIN_{missing[0]}/anno "
+                f"({len(missing)} of {len(chunks)} chunks missing); expected TRAIN_0 .. TRAIN_11"
+            )
+        self.sequences = [
+            (k, p.stem) for k in chunks for p in sorted((self.root / f"TRAIN_{k}" / "anno").glob("*.txt"))
+        ]
         if not self.sequences:
             raise DatasetError(f"TrackingNet root {self.root} has no annotation files in TRAIN_*/anno/")
 

@@ -40,10 +40,19 @@ class GRM(nn.Module):
         self.config = config
         self.feat_size = t.feat_size
         self.backbone = VisionTransformer(
-            embed_dim=m.embed_dim, depth=m.depth, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio,
-            patch_size=m.patch_size, pretrain_grid=m.pretrain_grid, patch_start_index=m.patch_start_index,
-            template_grid=t.template_feat_size, search_grid=t.feat_size, drop_path_rate=m.drop_path_rate,
-            eps=m.layernorm_eps, divide_hidden=m.divide_hidden, target_type=m.target_type,
+            embed_dim=m.embed_dim,
+            depth=m.depth,
+            num_heads=m.num_heads,
+            mlp_ratio=m.mlp_ratio,
+            patch_size=m.patch_size,
+            pretrain_grid=m.pretrain_grid,
+            patch_start_index=m.patch_start_index,
+            template_grid=t.template_feat_size,
+            search_grid=t.feat_size,
+            drop_path_rate=m.drop_path_rate,
+            eps=m.layernorm_eps,
+            divide_hidden=m.divide_hidden,
+            target_type=m.target_type,
         )
         self.box_head = CenterHead(m.embed_dim, m.head_channels, t.feat_size)
 

@@ -108,8 +108,16 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block; ``divide`` selects the GRM attention."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, divide: bool, eps: float,
-                 divide_hidden: tuple[int, int] = (384, 192)) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        drop_path: float,
+        divide: bool,
+        eps: float,
+        divide_hidden: tuple[int, int] = (384, 192),
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, divide, divide_hidden)
@@ -133,9 +141,23 @@ class VisionTransformer(nn.Module):
     only used to derive ``pos_embed_z`` / ``pos_embed_x`` from pretrained weights.
     """
 
-    def __init__(self, *, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, patch_size: int,
-                 pretrain_grid: int, patch_start_index: int, template_grid: int, search_grid: int,
-                 drop_path_rate: float, eps: float, divide_hidden: tuple[int, int], target_type: str) -> None:
+    def __init__(
+        self,
+        *,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        patch_size: int,
+        pretrain_grid: int,
+        patch_start_index: int,
+        template_grid: int,
+        search_grid: int,
+        drop_path_rate: float,
+        eps: float,
+        divide_hidden: tuple[int, int],
+        target_type: str,
+    ) -> None:
         super().__init__()
         self.target_type = target_type
         self.patch_start_index = patch_start_index
