@@ -15,8 +15,7 @@ import typer
 from tqdm import tqdm
 
 from grm.export.download import download
-from grm.export.pipeline import ExportOptions, run_export
-from grm.export.to_onnx import DEFAULT_OPSET, parse_batch
+from grm.export.options import DEFAULT_OPSET, parse_batch
 from grm.export.weights import RELEASE_ZIP, fill_from_zip, grm_home, store_path
 from grm.runtime.backends.trt_build import DEFAULT_WORKSPACE_BYTES, BatchProfile
 from grm.runtime.cliapp import EXIT_GATE, one_line, stderr_logging
@@ -121,6 +120,9 @@ def export(
     logging.getLogger("torch").setLevel(logging.ERROR)  # exporter chatter (e.g. missing torchvision ops)
     if config is None:
         raise ConfigError(f"--config is required; one of {', '.join(CONFIGS)}")
+    typer.echo("grm-export: loading PyTorch and the ONNX exporter")
+    from grm.export.pipeline import ExportOptions, run_export  # the slow import, after the line above
+
     options = ExportOptions(
         config=config, checkpoint=checkpoint, output=output, fp16=fp16, engine=engine, opset=opset, verify=verify,
         workspace_bytes=workspace * _MIB, with_decisions=with_decisions, attention=attention,

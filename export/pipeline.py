@@ -12,8 +12,9 @@ from pathlib import Path
 import onnx
 
 from grm.export import parity
+from grm.export.options import DEFAULT_OPSET, check_opset
 from grm.export.parity_data import CropPair, crop_pairs
-from grm.export.to_onnx import DEFAULT_OPSET, OnnxExport, check_batch, check_opset, export_onnx
+from grm.export.to_onnx import OnnxExport, check_batch, export_onnx
 from grm.export.weights import resolve_checkpoint
 from grm.runtime.atomic import atomic_writer, is_stream, scratch_files, scratch_path_for, sha256_file
 from grm.runtime.backends import open_model

@@ -27,6 +27,7 @@ import torch
 from grm.export import onnx_lint
 from grm.export.fp16 import FP16_POLICY, check_fp32_islands
 from grm.export.metadata import build_metadata, write_metadata
+from grm.export.options import DEFAULT_OPSET, check_opset
 from grm.export.static_model import StaticGrm
 from grm.runtime import contract
 from grm.runtime.atomic import make_default_mode
@@ -38,9 +39,6 @@ from grm.train.model import GRM
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 18
-MIN_OPSET = 18  # the dynamo exporter's ONNX functions start at 18 (it silently returns 18 when asked for 17)
-MAX_OPSET = 21
 EXPORTER = "torch.onnx.export(dynamo=True)"
 SINGLE_FILE_LIMIT_BYTES = 1_800_000_000
 DYNAMIC_TRACE_BATCH = 2
@@ -57,27 +55,6 @@ class OnnxExport:
     metadata: ModelMetadata
     op_counts: dict[str, int]
     with_decisions_graph: bytes | None = None
-
-
-def check_opset(opset: int) -> int:
-    """Validate a requested opset: 18..21 (the exporter's floor is 18; newer ones are untested with TensorRT)."""
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConfigError(f"opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
-    return opset
-
-
-def parse_batch(text: str | int) -> int:
-    """``--batch``: a whole number N >= 1, or ``dynamic`` (returned as 0, the metadata's dynamic batch).
-
-    Raises:
-        ConfigError: anything else.
-    """
-    value = str(text).strip().lower()
-    if value == "dynamic":
-        return 0
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"--batch {text!r} must be a whole number >= 1 or 'dynamic'")
-    return int(value)
 
 
 def input_names(model: GRM) -> list[str]:

@@ -23,8 +23,9 @@ from grm.export import parity
 from grm.export.cli import app, batch_profile
 from grm.export.metadata import read_metadata
 from grm.export.onnx_lint import lint
+from grm.export.options import parse_batch
 from grm.export.parity_data import crop_pairs
-from grm.export.to_onnx import export_onnx, parse_batch
+from grm.export.to_onnx import export_onnx
 from grm.runtime import contract
 from grm.runtime.backends import open_model
 from grm.runtime.backends.cuda_memory import CudaPythonApi

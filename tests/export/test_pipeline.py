@@ -114,6 +114,7 @@ def test_cli_notes_each_stage_and_ends_with_every_output_and_the_next_command(
     lines = result.stdout.splitlines()
     notes = [line.removeprefix("grm-export: ") for line in lines if line.startswith("grm-export: ")]
     stages = [
+        "loading PyTorch and the ONNX exporter",
         "loading the tiny weights",
         "cutting parity crops",
         "exporting tiny to ONNX (fp32, opset 18)",
@@ -125,7 +126,7 @@ def test_cli_notes_each_stage_and_ends_with_every_output_and_the_next_command(
         "parity passed",
     ]
     assert len(notes) == len(stages) and all(n.startswith(s) for n, s in zip(notes, stages, strict=True)), notes
-    assert "at thresholds 0, 0.4, 0.55, 0.6" in notes[4]
+    assert "at thresholds 0, 0.4, 0.55, 0.6" in notes[5]
     assert lines[-6:] == [
         f"wrote {tmp_path / 't.onnx'} (fp32, opset 18)",
         f"wrote {tmp_path / 't.parity.json'} (parity report)",

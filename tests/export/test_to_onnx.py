@@ -12,8 +12,9 @@ from onnx import TensorProto
 from grm.export import parity
 from grm.export.metadata import read_metadata
 from grm.export.onnx_lint import DENIED_OPS, lint
+from grm.export.options import check_opset
 from grm.export.parity_data import crop_pairs
-from grm.export.to_onnx import check_opset, export_onnx, strip_output
+from grm.export.to_onnx import export_onnx, strip_output
 from grm.runtime import contract
 from grm.runtime.atomic import current_umask
 from grm.runtime.errors import ConfigError
