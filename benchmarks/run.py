@@ -453,9 +453,14 @@ def resolve_batch(batch: int | None, model_batch: int) -> int:
     if batch < 1:
         raise ConfigError(f"--batch {batch}: track at least 1 sequence at a time")
     if model_batch and batch % model_batch:
+        pairs = -(-batch // model_batch) * model_batch
         log.warning(
             "--batch %d on a batch-%d model: every step computes %d pairs for %d sequences; use a multiple of %d",
-            batch, model_batch, -(-batch // model_batch) * model_batch, batch, model_batch,
+            batch,
+            model_batch,
+            pairs,
+            batch,
+            model_batch,
         )
     return batch
 

@@ -4,12 +4,19 @@ Per engine: open the model, track ``warmup`` frames (discarded), initialise agai
 every later frame of the clip. Frames are read from disk or the video before the clock starts, one at a
 time, so reading is not timed and memory holds one frame. Reported:
 
-- ``fps`` = tracked frames / total tracking time, where tracking time sums ``Tracker.track`` calls
+- ``fps`` = tracked target-frames / total tracking time, where tracking time sums ``Tracker.track`` calls
   (crop + normalise, inference, decode + map back); initialisation, reading and colour conversion excluded;
 - per-frame latency p50/p90/p99 in milliseconds, overall and per stage (from ``TrackResult.times``);
 - peak resident memory of the process (``resource.getrusage``); each engine runs in its own fresh
   process unless ``isolate=False``, so the figure belongs to that engine;
 - with several engines, speed ratios relative to the first one.
+
+With a batch B (``batch``; default: the model's batch, 1 for a dynamic model) a B > 1 configuration tracks B
+targets on every frame through one :class:`~grm.runtime.multi.MultiTracker` (all starting from the clip's box:
+the network's cost does not depend on where they are). Its latency is the whole ``MultiTracker.track`` call
+for the B targets and its fps counts target-frames (B per frame), so rows of different B compare per target.
+``rounds`` > 1 measures every configuration that many times, interleaved (each in a fresh process), and pools
+their frames, so load changes on a shared machine fall on every configuration alike.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +42,14 @@ from grm.runtime.atomic import atomic_write_text
 from grm.runtime.backends.base import Backend
 from grm.runtime.cpu_features import cpu_features
 from grm.runtime.errors import InputError
+from grm.runtime.multi import MultiTracker
 from grm.runtime.sources import open_source
 from grm.runtime.stats import latency_ms, percentiles_ms
-from grm.runtime.tracker import StageTimes, Tracker
+from grm.runtime.tracker import StageTimes, Tracker, TrackResult
 
 FPS_DEFINITION = (
-    "tracked frames / sum of Tracker.track wall times (initialisation, frame reading and decoding excluded)"
+    "tracked target-frames (frames x targets per frame) / sum of Tracker.track wall times (MultiTracker.track "
+    "with B targets at batch B; initialisation, frame reading and decoding excluded)"
 )
 BEGIN, END = "<!-- grm-bench speed: begin -->", "<!-- grm-bench speed: end -->"
 SPEED_HEAD = (
@@ -100,6 +109,40 @@ class EngineSpeed:
     latency_ms: dict[str, dict[str, float]]
     stage_mean_ms: dict[str, float]
     peak_rss_mb: float
+    batch: int = 1  # targets tracked on every frame
+    rounds: int = 1  # interleaved measurements pooled into this row
+    cpu_fps: float | None = None  # target-frames per CPU second of the process (all its threads)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Raw timings of one configuration in one process: seconds per tracked frame (all its targets), its
+    stages, the initialisation, and the process's peak RSS (MiB)."""
+
+    backend: str
+    threshold: float
+    batch: int
+    walls: list[float]
+    stages: list[StageTimes]
+    init: float
+    peak_rss_mb: float
+    cpu_seconds: float = 0.0  # process CPU time of the timed frames (all threads)
+
+
+class BatchTargets:
+    """``batch`` targets on every frame through one :class:`MultiTracker`, behind :class:`Tracker`'s
+    ``initialize(frame, box)`` / ``track(frame)`` (which returns the first target's result; its ``times`` are
+    the whole frame's)."""
+
+    def __init__(self, backend: Backend, batch: int, threshold: float) -> None:
+        self.tracker = MultiTracker(backend, threshold=threshold)
+        self.batch = batch
+
+    def initialize(self, frame: NDArray[np.uint8], box_xywh: Sequence[float]) -> None:
+        self.tracker.initialize(frame, [box_xywh] * self.batch)
+
+    def track(self, frame: NDArray[np.uint8]) -> TrackResult:
+        return next(iter(self.tracker.track(frame).values()))
 
 
 def peak_rss_mb() -> float:
@@ -108,7 +151,7 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def _warm_up(tracker: Tracker, clip: Clip, warmup: int) -> None:
+def _warm_up(tracker: Tracker | BatchTargets, clip: Clip, warmup: int) -> None:
     """Initialise and track ``warmup`` frames, cycling through the clip when it is shorter."""
     done = 0
     while True:
@@ -136,34 +179,71 @@ def measure(
     warmup: int = 10,
     threshold: float | None = None,
     dataset: str | None = None,
+    batch: int | None = None,
 ) -> EngineSpeed:
     """Time one engine on the clip (see the module docstring for what is and is not timed)."""
+    return summarize(label, [time_clip(open_backend, clip, warmup, threshold, dataset, batch)])
+
+
+def time_clip(
+    open_backend: Callable[[], Backend],
+    clip: Clip,
+    warmup: int = 10,
+    threshold: float | None = None,
+    dataset: str | None = None,
+    batch: int | None = None,
+) -> Timing:
+    """Raw timings of one configuration in this process; ``batch`` targets per frame (None: the model's batch,
+    1 for a dynamic model)."""
     backend = open_backend()
     try:
         value = backend.metadata.tracker.threshold_for(dataset) if threshold is None else float(threshold)
-        tracker = Tracker(backend, threshold=value)
+        targets = batch if batch is not None else backend.metadata.batch or 1
+        tracker = Tracker(backend, threshold=value) if targets == 1 else BatchTargets(backend, targets, value)
         _warm_up(tracker, clip, warmup)
         frames = clip.frames()
         first = next(frames)
         start = time.perf_counter()
         tracker.initialize(first, clip.init_box)
         init = time.perf_counter() - start
-        walls, stages = [], []
+        walls, stages, cpu = [], [], 0.0
         for frame in frames:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             result = tracker.track(frame)
             walls.append(time.perf_counter() - start)
+            cpu += time.process_time() - cpu_start
             stages.append(result.times)
         name = backend.name
     finally:
         backend.close()
     if not walls:
         raise InputError(f"clip {clip.name} needs at least 2 frames to time tracking")
-    return _speed(label, name, value, walls, stages, init)
+    return Timing(name, value, targets, walls, stages, init, peak_rss_mb(), cpu)
+
+
+def summarize(label: str, timings: Sequence[Timing]) -> EngineSpeed:
+    """One row from one configuration's timings (rounds pooled: every frame, the median initialisation and the
+    highest peak RSS)."""
+    first = timings[0]
+    walls = [w for t in timings for w in t.walls]
+    stages = [s for t in timings for s in t.stages]
+    init = float(np.median([t.init for t in timings]))
+    peak = max(t.peak_rss_mb for t in timings)
+    speed = _speed(label, first.backend, first.threshold, walls, stages, init, first.batch, peak, len(timings))
+    cpu = sum(t.cpu_seconds for t in timings)
+    return replace(speed, cpu_fps=len(walls) * first.batch / cpu if cpu > 0 else None)
 
 
 def _speed(
-    label: str, backend: str, threshold: float, walls: list[float], stages: list[StageTimes], init: float
+    label: str,
+    backend: str,
+    threshold: float,
+    walls: list[float],
+    stages: list[StageTimes],
+    init: float,
+    batch: int,
+    peak_mb: float,
+    rounds: int,
 ) -> EngineSpeed:
     total = float(sum(walls))
     latency = latency_ms(stages)
@@ -177,18 +257,30 @@ def _speed(
         threshold=threshold,
         frames=len(walls),
         track_seconds=total,
-        fps=len(walls) / total,
+        fps=len(walls) * batch / total,
         init_ms=init * 1e3,
         latency_ms=latency,
         stage_mean_ms=means,
-        peak_rss_mb=peak_rss_mb(),
+        peak_rss_mb=peak_mb,
+        batch=batch,
+        rounds=rounds,
     )
 
 
 def measure_isolated(open_backend: Callable[[], Backend], clip: Clip, label: str, **kw: Any) -> EngineSpeed:
     """:func:`measure` in a fresh spawned process, so peak memory and warm caches belong to this engine."""
+    return summarize(label, [time_isolated(open_backend, clip, **kw)])
+
+
+def time_isolated(open_backend: Callable[[], Backend], clip: Clip, **kw: Any) -> Timing:
+    """:func:`time_clip` in a fresh spawned process: its peak RSS is this configuration's alone."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, open_backend, clip, label, **kw).result()
+        return pool.submit(time_clip, open_backend, clip, **kw).result()
+
+
+def speed_label(label: str, batch: int, explicit: bool) -> str:
+    """A row's engine label: the file name, with ``[batch B]`` when a batch was asked for or B is not 1."""
+    return f"{label} [batch {batch}]" if explicit or batch != 1 else label
 
 
 def compare(results: list[EngineSpeed]) -> list[dict[str, Any]]:

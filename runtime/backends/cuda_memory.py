@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import os
 from typing import Any, Protocol
 
 import numpy as np
@@ -188,7 +189,7 @@ def gpu_info(device: int = 0) -> tuple[str, tuple[int, int]]:
 
 
 def load_cuda_api(kind: str = "cuda-python", device: int = 0) -> CudaApi:
-    """Import the chosen CUDA binding and set up device 0 and one stream."""
+    """Import the chosen CUDA binding and set up CUDA device ``device`` and one stream."""
     if kind == "cuda-python":
         try:
             cudart = importlib.import_module("cuda.bindings.runtime")
@@ -196,7 +197,7 @@ def load_cuda_api(kind: str = "cuda-python", device: int = 0) -> CudaApi:
             raise BackendUnavailableError(f"the TensorRT backend needs cuda-python (cuda.bindings): {_HINT}") from e
         return CudaPythonApi(cudart, _native_handle_fn(), device)
     if kind == "pycuda":
-        return _load_pycuda()
+        return _load_pycuda(device)
     raise BackendUnavailableError(f"unknown CUDA binding '{kind}'; use one of {', '.join(CUDA_APIS)}")
 
 
@@ -208,7 +209,10 @@ def _native_handle_fn() -> Any:
         return int
 
 
-def _load_pycuda() -> CudaApi:
+def _load_pycuda(device: int = 0) -> CudaApi:
+    """pycuda's primary context on ``device``: ``pycuda.autoprimaryctx`` opens the device named by CUDA_DEVICE
+    (once per process, so one process serves one device)."""
+    os.environ["CUDA_DEVICE"] = str(device)
     try:
         driver = importlib.import_module("pycuda.driver")
     except ImportError as e:

@@ -105,8 +105,8 @@ def tensorrt_options(model: str | Path, device: int = 0) -> dict[str, Any]:
 
 
 def provider_options(name: str, model: str | Path, device: int = 0) -> dict[str, Any]:
-    """Latency-oriented options per execution provider on CUDA device ``device`` (an index as nvidia-smi counts
-    within CUDA_VISIBLE_DEVICES); precision is never changed behind the user's back."""
+    """Latency-oriented options per execution provider on CUDA device ``device`` (an index among the devices
+    CUDA_VISIBLE_DEVICES leaves visible); precision is never changed behind the user's back."""
     if name == CUDA:
         return {"device_id": device, "cudnn_conv_algo_search": "EXHAUSTIVE"}
     if name == TENSORRT:
