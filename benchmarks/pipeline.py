@@ -17,6 +17,7 @@ from grm.benchmarks.textio import read_boxes, read_flags
 from grm.runtime.atomic import atomic_write_text
 from grm.runtime.errors import InputError
 from grm.runtime.outputs import nan_to_none
+from grm.runtime.session import parse_box
 from grm.runtime.stats import percentiles_ms
 
 
@@ -70,16 +71,6 @@ def report_run(
     speed = folder / "speed_summary.json"
     atomic_write_text(speed, json.dumps(run_speed_summary(folder, report.sequences), indent=1))
     return report, [*written, speed]
-
-
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
-    except ValueError as e:
-        raise InputError(f"--box must be x,y,w,h numbers; got {text!r}") from e
-    if len(values) != 4:
-        raise InputError(f"--box must have 4 values x,y,w,h; got {text!r}")
-    return values
 
 
 def speed_clip(

@@ -23,6 +23,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from grm.benchmarks.datasets import Dataset, env_var_for, open_dataset
 from grm.benchmarks.naming import TIME_SUFFIX, name_key
 from grm.benchmarks.results import read_manifest
@@ -107,8 +110,9 @@ def _result_files(folder: Path, sequence: SequenceName, ignore_extra: bool) -> d
     return files
 
 
-def _check_complete(files: dict[str, Path], dataset: Dataset | None) -> None:
-    """With the dataset at hand, every sequence must have a result with one row per frame."""
+def _check_complete(files: dict[str, Path], boxes: dict[str, NDArray[np.float64]], dataset: Dataset | None) -> None:
+    """With the dataset at hand, every sequence must have a result (``boxes``, read from ``files``) with one row
+    per frame."""
     if dataset is None:
         return
     missing = [n for n in dataset.sequence_names() if n not in files]
@@ -118,7 +122,7 @@ def _check_complete(files: dict[str, Path], dataset: Dataset | None) -> None:
         )
     for name in dataset.sequence_names():
         frames = len(dataset.load(name).frames)
-        rows = len(read_boxes(files[name]))
+        rows = len(boxes[name])
         if frames and rows != frames:
             raise InputError(f"{files[name]} has {rows} rows for {frames} frames; re-run that sequence")
 
@@ -141,12 +145,13 @@ def pack(
     if not folder.is_dir():
         raise InputError(f"results folder not found: {folder}")
     files = _result_files(folder, _sequence_namer(dataset_name, dataset), ignore_extra)
-    _check_complete(files, dataset)
+    boxes = {name: read_boxes(path) for name, path in files.items()}  # read once: checked, then packed
+    _check_complete(files, boxes, dataset)
     stem = "got10k_submit" if dataset_name == "got10k_test" else "trackingnet_submit"
     target = Path(out) if out else folder / f"{stem}.zip"
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, path in files.items():
-            text = format_ints(read_boxes(path))
+            text = format_ints(boxes[name])
             if dataset_name == "trackingnet":
                 zf.writestr(f"{name}.txt", text)
                 continue

@@ -32,7 +32,7 @@ from grm.runtime.backends.manifest import manifest_path
 from grm.runtime.cliapp import writing
 from grm.runtime.errors import ConfigError, Interrupted, OutputError
 from grm.runtime.interrupts import InterruptWatch, interrupted_by
-from grm.runtime.progress import folder_bytes, megabytes, shell_word
+from grm.runtime.progress import folder_bytes, megabytes, shell_word, wrote
 
 log = logging.getLogger(__name__)
 StageProgress = Callable[[str, int, int], None]
@@ -110,7 +110,7 @@ class CalibrateOutcome:
         )
         if self.cache_hit:
             return f"crops from cache {self.cache_path}/ ({advice})"
-        return f"wrote {self.cache_path}/ (calibration crop cache, {advice})"
+        return wrote(self.cache_path, f"calibration crop cache, {advice}")
 
     def next_commands(self, plan: Path | None = None) -> list[str]:
         """What to run with the INT8 model (the engine when one was built): track, and time it against FP32."""

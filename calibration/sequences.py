@@ -14,7 +14,6 @@ Sequences are sorted by name so sampling and the held-out split are deterministi
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +65,8 @@ class TrackSequence:
         return digest.hexdigest()
 
     def frames(self, limit: int | None = None) -> Iterator[tuple[int, NDArray[np.uint8]]]:
-        """Yield ``(index, RGB frame)`` up to ``limit`` frames; an undecodable frame raises InputError.
-
-        The frame source's own "skipped" warning is dropped: here the frame is an error, reported once.
-        """
+        """Yield ``(index, RGB frame)`` up to ``limit`` frames; an undecodable frame raises InputError."""
         source = open_source(self.source)
-        _SOURCE_LOG.addFilter(_drop_skip_warning)
         try:
             for index, frame in source:
                 if limit is not None and index >= limit:
@@ -83,15 +78,7 @@ class TrackSequence:
                     )
                 yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         finally:
-            _SOURCE_LOG.removeFilter(_drop_skip_warning)
             source.close()
-
-
-_SOURCE_LOG = logging.getLogger("grm.runtime.sources")
-
-
-def _drop_skip_warning(record: logging.LogRecord) -> bool:
-    return "cannot be decoded" not in str(record.msg)
 
 
 def read_box_file(path: Path) -> NDArray[np.float64]:

@@ -33,6 +33,7 @@ from grm.runtime.backends.trt_build import BatchProfile
 from grm.runtime.decode import decode_box, hann2d
 from grm.runtime.errors import ParityError
 from grm.runtime.geometry import cxcywh_to_xywh, iou_xywh
+from grm.runtime.outputs import nan_to_none
 from grm.runtime.params import ModelMetadata
 from grm.train.model import GRM
 
@@ -102,7 +103,8 @@ class ParityReport:
         return not self.failures
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "passed": self.passed}, indent=2, sort_keys=True)
+        """Standard JSON: a NaN or infinite error (a diverged model) is null; ``failures`` keep its value."""
+        return json.dumps(nan_to_none({**asdict(self), "passed": self.passed}), indent=2, sort_keys=True)
 
     def summary_lines(self) -> list[str]:
         """A short terminal summary: one line per threshold and the verdict."""

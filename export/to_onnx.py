@@ -15,7 +15,6 @@ exports of one checkpoint are byte-identical on any machine with the same packag
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from grm.export.metadata import build_metadata, write_metadata
 from grm.export.options import DEFAULT_OPSET, check_opset
 from grm.export.static_model import StaticGrm
 from grm.runtime import contract
-from grm.runtime.atomic import make_default_mode
+from grm.runtime.atomic import atomic_path
 from grm.runtime.backends.manifest import BATCH_PROFILE_KEY
 from grm.runtime.backends.trt_build import BatchProfile
 from grm.runtime.errors import ArtifactMismatchError, ConfigError
@@ -260,9 +259,7 @@ def _save_verified(proto: onnx.ModelProto, target: Path, precision: str, dynamic
     Single file when it fits; otherwise the weights go to ``<name>.data`` beside it, written first.
     """
     external = proto.ByteSize() > SINGLE_FILE_LIMIT_BYTES
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         if external:
             location = target.name + ".data"  # relative to the model's folder, which is the temporary file's
             onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=location)
@@ -273,10 +270,6 @@ def _save_verified(proto: onnx.ModelProto, target: Path, precision: str, dynamic
             verify_file(tmp, precision, dynamic_batch)
         except ArtifactMismatchError as e:
             raise ArtifactMismatchError(f"export of {target} rejected: {e}") from e
-        make_default_mode(tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def verify_file(path: str | Path, precision: str | None = None, dynamic_batch: bool = False) -> None:

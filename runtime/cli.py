@@ -5,21 +5,17 @@ Exit status: 0 done, 2 bad input (one line on stderr), 130 interrupted (outputs 
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from grm.runtime.atomic import STDOUT, is_stream, writes_to_stdout
 from grm.runtime.backends import BACKENDS, open_model
+from grm.runtime.cliapp import stderr_logging
 from grm.runtime.datasets import check_threshold_options, resolve_threshold
 from grm.runtime.demo import DEMO_NOTICE, DemoSource, demo_init_box, demo_model, is_demo
 from grm.runtime.errors import InputError, Interrupted
@@ -111,7 +107,7 @@ def run(
         json_out=json_out,
         overlay_masks=masks,
     )
-    with _log_to_stderr():
+    with stderr_logging("grm-run"):  # warnings (skipped frames, fallbacks) above the progress bar
         demo = is_demo(source)
         check_threshold_options(threshold, dataset)
         options = replace(options, boxes=_initial_boxes(demo, box or []))
@@ -145,23 +141,6 @@ def _next_command(demo: bool, demo_model_used: bool, options: RunOptions, model:
     if options.video_out is None and not options.show:
         return "see the boxes drawn: run the same command with --video-out tracked.mp4 (or --show)"
     return f"score this model on a benchmark: grm-bench --dataset otb --model {shell_word(model)} --data-root OTB_DIR"
-
-
-@contextmanager
-def _log_to_stderr() -> Iterator[None]:
-    """Route grm's warnings (skipped frames, fallbacks) to this invocation's stderr, above the progress bar."""
-    logger = logging.getLogger("grm")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("grm-run: %(levelname)s: %(message)s"))
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    try:
-        with logging_redirect_tqdm(loggers=[logger]):
-            yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 def _initial_boxes(demo: bool, texts: list[str]) -> tuple[Box, ...]:

@@ -97,7 +97,8 @@ def _run(prog: str, load_app: Callable[[], typer.Typer], args: list[str], needs:
     absent = missing(needs)
     if absent:
         modules = ", ".join(n.module for n in absent)
-        return _fail(prog, f"{prog} needs {modules}, which is not installed: {absent[0].install_hint()}")
+        verb = "is" if len(absent) == 1 else "are"
+        return _fail(prog, f"{prog} needs {modules}, which {verb} not installed: {absent[0].install_hint()}")
     try:
         command = typer.main.get_command(load_app())
         with command.make_context(prog, args) as ctx:
@@ -156,16 +157,6 @@ def _silence_stdout() -> None:
         pass
     finally:
         os.close(devnull)
-
-
-def log_to_stderr(prog: str, level: int = logging.WARNING) -> logging.Handler:
-    """Send the ``grm`` loggers' records to standard error as ``<prog>: <level>: <message>`` lines."""
-    logger = logging.getLogger("grm")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    return handler
 
 
 class _AboveBars(logging.StreamHandler):

@@ -48,6 +48,7 @@ class MultiTracker:
         self.threshold = float(threshold)
         self.batch = backend.metadata.batch
         self._targets: dict[int, TargetState] = {}
+        self._fixed: dict[tuple[int, ...], dict[str, NDArray[np.float32]]] = {}  # see _fixed_feeds
         self._next_id = 1
         self.frame_index = 0
 
@@ -83,6 +84,7 @@ class MultiTracker:
             except InputError as e:
                 raise InputError(f"box {index + 1} of {len(boxes)}: {e}") from None
         self._targets = dict(enumerate(targets, start=1))
+        self._fixed.clear()
         self._next_id = len(targets) + 1
         self.frame_index = 0
         return self.ids
@@ -93,6 +95,7 @@ class MultiTracker:
         target = TargetState(frame, box_xywh, self.params, self.threshold if threshold is None else threshold)
         target_id = self._next_id
         self._targets[target_id] = target
+        self._fixed.clear()
         self._next_id += 1
         return target_id
 
@@ -101,6 +104,7 @@ class MultiTracker:
         if target_id not in self._targets:
             raise InputError(f"no target with id {target_id} to remove; tracked ids: {self.ids}")
         del self._targets[target_id]
+        self._fixed.clear()
 
     def track(self, frame: NDArray[np.uint8]) -> dict[int, TrackResult]:
         """Locate every target in the next frame; each result's ``times`` are the whole frame's stages."""
@@ -139,21 +143,35 @@ class MultiTracker:
 
     def _run(self, ids: list[int], search: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]:
         """One backend call for these targets (at most ``batch``), padded to a static batch by repeating the last."""
-        targets = [self._targets[i] for i in ids]
-        template = TemplateInput(
-            image=np.concatenate([t.template.image for t in targets]),
-            box_mask=np.concatenate([t.template.box_mask for t in targets]),
-        )
-        thresholds = np.array([t.threshold for t in targets], dtype=np.float32)
-        feeds = network_inputs(template, search, thresholds)
         size = self.batch or len(ids)
-        return self.backend.run({name: _padded(arr, size, name) for name, arr in feeds.items()})
+        return self.backend.run({**self._fixed_feeds(ids, size), contract.SEARCH: _padded(search, size, "search")})
+
+    def _fixed_feeds(self, ids: list[int], size: int) -> dict[str, NDArray[np.float32]]:
+        """The feeds of a call that do not change from frame to frame (templates, box masks, thresholds), stacked
+        and padded to ``size`` rows once per group of ids; the groups are forgotten when a target comes or goes."""
+        key = tuple(ids)
+        if key not in self._fixed:
+            if len(self._fixed) >= _MAX_GROUPS:  # benchmark slots may form ever new groups
+                self._fixed.clear()
+            targets = [self._targets[i] for i in ids]
+            template = TemplateInput(
+                image=np.concatenate([t.template.image for t in targets]),
+                box_mask=np.concatenate([t.template.box_mask for t in targets]),
+            )
+            thresholds = np.array([t.threshold for t in targets], dtype=np.float32)
+            feeds = network_inputs(template, search=np.empty(0, dtype=np.float32), threshold=thresholds)
+            del feeds[contract.SEARCH]
+            self._fixed[key] = {name: _padded(arr, size, name) for name, arr in feeds.items()}
+        return self._fixed[key]
 
     def _locate(
         self, target_id: int, outputs: dict[str, NDArray[np.float32]], row: int, crop: Crop, frame: NDArray[np.uint8]
     ) -> tuple[list[float], float, NDArray[np.int8] | None]:
         label = f"frame {self.frame_index}, target {target_id}"
         return self._targets[target_id].locate(outputs, row, crop, frame.shape, label)
+
+
+_MAX_GROUPS = 64
 
 
 def _padded(array: NDArray[np.float32], size: int, name: str) -> NDArray[np.float32]:

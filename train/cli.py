@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 from grm.runtime.cliapp import EXIT_GATE, stderr_logging
 from grm.runtime.errors import ConfigError, GrmError, Interrupted
 from grm.runtime.interrupts import InterruptWatch
-from grm.runtime.progress import next_step, wrote
+from grm.runtime.progress import next_step, shell_word, wrote
 
 ARGV_KEY = "grm.train.argv"
 NPROC = "--nproc"
@@ -316,7 +316,7 @@ def synth(
         raise Interrupted(
             f"the complete sequences in {output / subset} are kept; the same command writes the rest"
         ) from e
-    typer.echo(f"wrote {sequences} sequences to {root}")
+    typer.echo(wrote(root, f"{sequences} generated sequences, GOT-10k layout"))
 
 
 @app.command("fetch-footage")
@@ -333,10 +333,9 @@ def fetch_footage_cmd(
         result = fetch_footage(output, chosen, keep_archives=keep_archives, progress=lambda n: typer.echo(f"{n}: ok"))
     except KeyboardInterrupt as e:
         raise Interrupted(f"the verified sources in {output} are kept; the same command fetches the rest") from e
-    typer.echo(
-        f"{result.files} files in {output / 'media'}; fetched {len(result.fetched)} sources, "
-        f"{len(result.verified)} already intact"
-    )
+    what = f"{result.files} files; fetched {len(result.fetched)} sources, {len(result.verified)} already intact"
+    typer.echo(wrote(output / "media", what))
+    typer.echo(next_step(f"grm-train build-pairs --footage {shell_word(output)} --output realdata"))
 
 
 @app.command("build-pairs")
@@ -371,7 +370,7 @@ def build_pairs(
             f"the complete sequences in {output / 'train'} are kept; the same command writes the rest"
         ) from e
     count = len((root / "list.txt").read_text().split())
-    typer.echo(f"wrote {count} sequences to {root}")
+    typer.echo(wrote(root, f"{count} sequences, GOT-10k layout"))
 
 
 @app.command("export")
@@ -384,7 +383,7 @@ def export_cmd(
     from grm.train.checkpointing import export_official
 
     path = export_official(checkpoint, output, with_optimizer=with_optimizer)
-    typer.echo(f"wrote {path}")
+    typer.echo(wrote(path, "official-format checkpoint"))
 
 
 @app.command()

@@ -136,18 +136,23 @@ class TensorRTBackend:
             raise BackendUnavailableError(f"TensorRT could not create an execution context for {source} (GPU memory?)")
         self.profile = engine_profile(engine, specs, source) if self.metadata.dynamic_batch else None
         self._buffers = allocate(specs, cuda, self._context, self.profile.max if self.profile else None)
+        self._shaped_rows: int | None = None  # rows the dynamic engine's input shapes are set to
         self._inputs = [b for b in self._buffers.values() if b.spec.is_input]
         self._outputs = [b for b in self._buffers.values() if not b.spec.is_input]
 
     def run(self, inputs: Mapping[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
         count = sample_count(inputs, self.metadata, self._source)  # 1..N pairs; fewer than N are padded
         rows = self._rows(count)
+        reshape = self.profile is not None and rows != self._shaped_rows  # shapes stay set between calls
+        if reshape:
+            self._shaped_rows = None  # until every input has its new shape (a bad feed may stop the loop)
         for buf in self._inputs:
             host = buf.host[:rows]
             fill_rows(host, inputs[buf.spec.name], count, buf.spec.name)
-            if self.profile is not None and not self._context.set_input_shape(buf.spec.name, host.shape):
+            if reshape and not self._context.set_input_shape(buf.spec.name, host.shape):
                 raise ArtifactMismatchError(f"TensorRT refused shape {list(host.shape)} for input '{buf.spec.name}'")
             self._cuda.to_device(buf.device, host)
+        self._shaped_rows = rows
         if not self._context.execute_async_v3(self._cuda.stream_handle):
             raise BackendUnavailableError("TensorRT execute_async_v3 failed; see the TensorRT log above")
         for buf in self._outputs:

@@ -266,6 +266,8 @@ def test_speed_two_engines_json_and_results_md(tmp_path, fake_models, capsys):
     assert json.loads(captured.out)["engines"][0]["label"] == "a.onnx"  # standard output is the JSON alone
     assert call_main(["speed", "--engine", fake_models[0], "--source", str(tmp_path)]) == 2
     assert "--box" in capsys.readouterr().err
+    assert call_main(["speed", "--engine", fake_models[0], "--source", str(tmp_path), "--box", "nan,1,2,3"]) == 2
+    assert "NaN" in capsys.readouterr().err  # the same --box reading as grm-run
 
 
 def test_speed_in_a_fresh_process(tmp_path):

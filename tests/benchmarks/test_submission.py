@@ -73,6 +73,29 @@ def test_the_dataset_list_decides_with_a_data_root(tmp_path):
     (res / "GOT-10k_Test_000003.txt").unlink()
     result = pack("--dataset", "got10k_test", "--results", str(res), "--data-root", str(data))
     assert result.exit_code == 0, result.output
+    write_boxes(res / "GOT-10k_Test_000002.txt", still_boxes(2))
+    (res / "got-10k_test_000002.txt").unlink()
+    result = pack("--dataset", "got10k_test", "--results", str(res), "--data-root", str(data))
+    assert result.exit_code == 2 and "GOT-10k_Test_000002.txt has 2 rows for 3 frames" in result.output
+
+
+def test_each_result_file_is_read_once(tmp_path, monkeypatch):
+    from grm.benchmarks import submission
+    from grm.benchmarks.textio import read_boxes
+
+    data = tmp_path / "data"
+    for seq in ("GOT-10k_Test_000001", "GOT-10k_Test_000002"):
+        write_boxes(data / "test" / seq / "groundtruth.txt", still_boxes(1))
+        write_frames(data / "test" / seq / f"{k:08d}.jpg" for k in range(1, 4))
+    (data / "test" / "list.txt").write_text("GOT-10k_Test_000001\nGOT-10k_Test_000002\n")
+    res = got10k_results(tmp_path / "res")
+    read = []
+    monkeypatch.setattr(submission, "read_boxes", lambda path: (read.append(path.name), read_boxes(path))[1])
+    result = pack("--dataset", "got10k_test", "--results", str(res), "--data-root", str(data))  # rows checked
+    assert result.exit_code == 0, result.output
+    assert sorted(read) == ["GOT-10k_Test_000001.txt", "got-10k_test_000002.txt"]
+    with zipfile.ZipFile(res / "got10k_submit.zip") as z:
+        assert z.read("GOT-10k_Test_000001/GOT-10k_Test_000001_001.txt").decode().count("\n") == 3
 
 
 def test_trackingnet_needs_the_dataset_or_a_manifest_naming_it(tmp_path):

@@ -329,6 +329,16 @@ def test_tensorrt_dynamic_engine_sets_shapes_within_its_profile(dynamic, tmp_pat
             assert out["score_map"].shape == (count, 1, 8, 8)
             np.testing.assert_allclose(out["score_map"], expected["score_map"], rtol=1e-6)
             np.testing.assert_array_equal(out["decisions"], expected["decisions"])
+        context.shape_calls.clear()
+        out = backend.run(_feeds(2))  # the same two rows as the call before: the shapes stay set
+        assert context.shape_calls == []
+        np.testing.assert_allclose(out["score_map"], brightness_outputs(_feeds(2))["score_map"], rtol=1e-6)
+        bad = {**_feeds(3), "threshold": np.zeros(2, np.float32)}  # refused after the first inputs got 3 rows
+        with pytest.raises(InputError):
+            backend.run(bad)
+        context.shape_calls.clear()
+        backend.run(_feeds(2))  # every input is set back to two rows
+        assert {name for name, _ in context.shape_calls} == {"template", "search", "threshold"}
         with pytest.raises(InputError) as refused:
             backend.run(_feeds(4))
         message = str(refused.value)

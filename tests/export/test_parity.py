@@ -66,6 +66,13 @@ def test_report_written_before_parity_error(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "grm_tiny.parity.json").read_text())
     assert data["passed"] is False and data["thresholds"][1]["decision_agreement"] == 0.9
     assert data["tolerance"]["min_decision_agreement"] == 1.0
+    diverged = _stats(
+        max_abs={contract.SCORE_MAP: float("inf"), contract.SIZE_MAP: float("nan"), contract.OFFSET_MAP: 0}
+    )
+    text = parity.build_report(model, "fp32", [diverged], [], "test").to_json()
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not standard JSON"))
+    assert data["thresholds"][0]["max_abs"] == {"score_map": None, "size_map": None, "offset_map": 0}
+    assert "score_map max abs error inf" in data["failures"][0]
 
 
 def test_passing_report_and_summary(tmp_path: Path) -> None:

@@ -108,6 +108,22 @@ def test_unsupported_opset_is_refused(opset: int) -> None:
         check_opset(opset)
 
 
+def test_a_file_the_lint_rejects_never_reaches_its_path(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from grm.export import to_onnx
+    from grm.runtime.errors import ArtifactMismatchError
+
+    def reject(path, precision=None, dynamic_batch=False):  # noqa: ANN001, ANN202
+        assert Path(path).parent == tmp_path and Path(path).is_file()  # checked beside its final path
+        raise ArtifactMismatchError("dynamic shape")
+
+    monkeypatch.setattr(to_onnx, "verify_file", reject)
+    graph = onnx.helper.make_graph([], "g", [], [])
+    target = tmp_path / "m.onnx"
+    with pytest.raises(ArtifactMismatchError, match=f"export of {target} rejected: dynamic shape"):
+        to_onnx._save_verified(onnx.helper.make_model(graph), target, "fp32")
+    assert list(tmp_path.iterdir()) == []  # no model, no temporary file
+
+
 @pytest.mark.parametrize(("track_file", "dataset"), [("track_lasot.npz", "lasot"), ("track_otb.npz", "otb")])
 def test_exported_file_tracks_like_the_official_tracker(
     tiny_fp32_export, upstream_tiny: Path, track_file, dataset

@@ -121,7 +121,7 @@ def test_corrupt_frame_is_reported_and_skipped(tmp_path: Path, fake_onnx: Path) 
         tmp_path / "s.json",
     )
     assert res.exit_code == 0, res.stderr
-    assert "frame 4 (5.png) cannot be decoded" in res.stderr
+    assert "grm-run: WARNING: frame 4 (5.png) cannot be decoded" in res.stderr
     rows = read_boxes(tmp_path / "b.txt")
     assert rows.shape == (8, 5)
     np.testing.assert_array_equal(rows[4, :4], rows[3, :4])  # previous box repeated

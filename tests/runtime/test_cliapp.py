@@ -86,6 +86,9 @@ def test_missing_extra_is_named_before_the_app_is_loaded(capsys):
     assert err.strip() == (
         'grm-x: error: grm-x needs no_such_module_grm, which is not installed: pip install "grm-tracker[export]"'
     )
+    with pytest.raises(SystemExit):
+        run_cli("grm-x", never, [], needs=(Needs("no_such_a_grm", "export"), Needs("no_such_b_grm", "export")))
+    assert "needs no_such_a_grm, no_such_b_grm, which are not installed" in capsys.readouterr().err
 
 
 def test_os_error_names_both_paths():

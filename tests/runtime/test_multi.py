@@ -176,6 +176,23 @@ def test_add_and_remove_in_the_middle_of_a_sequence(demo, fixture_clip) -> None:
     assert tracker.add(frames[29], boxes[0]) == 4  # ids are never reused
 
 
+def test_templates_are_stacked_once_per_group_of_targets(demo, fixture_clip) -> None:
+    frames, boxes = fixture_clip
+    backend = LoopingBackend(demo, 2)
+    seen: list[np.ndarray] = []
+    run = backend.run
+    backend.run = lambda inputs: (seen.append(inputs[contract.TEMPLATE]), run(inputs))[1]  # type: ignore[method-assign]
+    tracker = MultiTracker(backend)
+    tracker.initialize(frames[0], boxes[:2])
+    tracker.track(frames[1])
+    tracker.track(frames[2])
+    assert len(seen) == 2 and seen[1] is seen[0]  # the same stacked array, not a new copy per frame
+    tracker.add(frames[2], boxes[2])
+    tracker.track(frames[3])
+    assert len(seen) == 4 and seen[2] is not seen[0] and seen[3].shape[0] == 2  # the third target, padded
+    np.testing.assert_array_equal(seen[3][0], seen[3][1])
+
+
 def test_bad_input_is_named(demo, fixture_clip) -> None:
     frames, boxes = fixture_clip
     tracker = MultiTracker(LoopingBackend(demo, 4))

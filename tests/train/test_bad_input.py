@@ -258,6 +258,13 @@ def trained(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "checkpoints" / "checkpoint_0001.pt"
 
 
+def test_export_says_what_it_wrote(trained: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "GRM_ep0001.pth.tar"
+    result = run_main(main, ["export", str(trained), str(out)], capsys)
+    assert result.code == 0 and out.is_file()
+    assert result.stdout.splitlines()[-1] == f"wrote {out} (official-format checkpoint)"
+
+
 def test_export_to_a_full_disk(trained: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """The output is a symlink to /dev/full: written in place (never replaced), ENOSPC is exit 2."""
     out = tmp_path / "GRM_ep0001.pth.tar"

@@ -154,6 +154,19 @@ def test_members_come_out_of_a_debian_package(tmp_path):
     assert list(extract_members(path, "usr/share/doc/x/", ["a.jpg"])) == [("a.jpg", b"abc")]
 
 
+def test_fetch_footage_names_the_folder_and_the_next_command(tmp_path, capsys, monkeypatch):
+    from grm.train import main
+    from grm.train.data import footage
+
+    monkeypatch.setattr(footage, "fetch_footage", lambda *a, **k: footage.FetchResult(("opencv-doc",), (), 7))
+    outcome = run_main(main, ["fetch-footage", "--output", str(tmp_path / "f"), "--sources", "opencv-doc"], capsys)
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout.splitlines()[-2:] == [
+        f"wrote {tmp_path / 'f' / 'media'} (7 files; fetched 1 sources, 0 already intact)",
+        f"next: grm-train build-pairs --footage {tmp_path / 'f'} --output realdata",
+    ]
+
+
 def test_unknown_source_names_are_user_errors(capsys):
     from grm.train import main
 
@@ -276,6 +289,9 @@ def test_written_dataset_reads_back_and_resumes(tmp_path):
         assert len(info) >= 20 and info.visible.sum() > 4, name  # what the pair sampler requires
     track = names.index(next(n for n in names if n.startswith("track")))
     assert dataset.frame(track, 0).shape == (160, 220, 3)
+    majors = {n.split("_")[0]: (root / n / "meta_info.ini").read_text() for n in names}
+    assert "major_class: real still" in majors["still"] and "clip.avi" in majors["track"]
+    assert "major_class: synthetic" in majors["synth"]  # each sequence says where its frames came from
 
     stamp = (root / names[0] / "00000001.jpg").stat().st_mtime_ns
     assert write_pairs(tmp_path / "footage", tmp_path / "out", spec, seed=3) == root
