@@ -368,6 +368,7 @@ def format_speed_table(report: dict[str, Any], info: Sequence[str] = ()) -> str:
     head = [
         f"clip {report['clip']['name']} ({report['clip']['frames']} frames), {report['warmup_frames']} warm-up "
         f"frames; {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}",
+        *([f"CPU features: {m['cpu_features']}"] if m.get("cpu_features") else []),
         *info,
     ]
     rows = [list(SPEED_HEAD), *speed_rows(report)]

@@ -27,6 +27,7 @@ from grm.calibration.evaluate import SequenceComparison
 from grm.calibration.metrics import auc_and_precision
 from grm.calibration.speed import SpeedResult
 from grm.runtime.atomic import atomic_write_text
+from grm.runtime.outputs import nan_to_none
 
 NO_DECISIONS = "the model has no 'decisions' output; export it with decisions to measure division agreement"
 
@@ -110,18 +111,8 @@ def build_report(
 
 def write_report(report: Mapping[str, Any], path: str | Path) -> Path:
     """Write the report JSON atomically (NaN written as null)."""
-    text = json.dumps(_finite(report), indent=1, sort_keys=False)
+    text = json.dumps(nan_to_none(report), indent=1, sort_keys=False)
     return atomic_write_text(path, text + "\n")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -139,10 +130,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     speed = report.get("speed")
     if speed:
-        lines.append(
-            f"speed (ONNX Runtime CPU, {speed['threads'] or 'default'} threads, median of {speed['repeats']}): "
-            f"FP32 {speed['fp32_ms']:.1f} ms, INT8 {speed['int8_ms']:.1f} ms, INT8 speed-up {speed['speedup']:.2f}x"
-        )
+        lines.extend(_speed_lines(speed))
     gate = report["gate"]
     lines.append(
         f"AUC drop {_fmt(gate['auc_drop'], 2)} points (limit {gate['max_auc_drop']:.2f}): "
@@ -150,6 +138,18 @@ def format_table(report: Mapping[str, Any]) -> str:
     )
     lines.extend(f"note: {n}" for n in report.get("notes", []))
     return "\n".join(lines)
+
+
+def _speed_lines(speed: Mapping[str, Any]) -> list[str]:
+    """The speed line (ratio of medians and the spread of the per-step ratios) and the CPU it ran on."""
+    form = f" ({speed['int8_target']} form)" if speed.get("int8_target") else ""
+    p10, _, p90 = speed.get("step_ratio_p10_p50_p90") or (None, None, None)
+    return [
+        f"speed (ONNX Runtime CPU, {speed['threads'] or 'default'} threads, median of {speed['repeats']} interleaved): "
+        f"FP32 {speed['fp32_ms']:.1f} ms, INT8{form} {speed['int8_ms']:.1f} ms, INT8 speed-up {speed['speedup']:.2f}x "
+        f"(per-step {_fmt(p10, 2)}-{_fmt(p90, 2)}x)",
+        f"CPU: {speed.get('cpu_features') or 'not recorded'}",
+    ]
 
 
 def _row(name: str, s: Mapping[str, Any]) -> tuple[str, ...]:
