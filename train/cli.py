@@ -113,7 +113,10 @@ def train(
         Path | None, typer.Option(help="Folder with lasot/, got10k/, trackingnet/, coco/ sub-folders.")
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Run folder: checkpoints/, metrics.jsonl, tensorboard/.")] = None,
-    pretrained: Annotated[Path | None, typer.Option(help="MAE/DeiT ViT checkpoint for the backbone.")] = None,
+    pretrained: Annotated[
+        Path | None,
+        typer.Option(help="MAE/DeiT ViT checkpoint for the backbone, or a GRM checkpoint of CONFIG to fine-tune."),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Per-process batch size.")] = None,
     samples_per_epoch: Annotated[
@@ -147,6 +150,10 @@ def train(
         typer.Option(
             min=0.0, help="Backbone learning-rate factor (official 0.1 with a pretrained backbone; 1.0 from scratch)."
         ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Base learning rate (default: the config's; fine-tuning: about 0.1x)."),
     ] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Base seed (default: the config's, 42).")] = None,
     device: Annotated[
@@ -213,6 +220,7 @@ def _run_training(params: dict[str, Any], resume: bool, no_progress: bool) -> No
         val_sequences=params["val_sequences"],
         seed=params["seed"],
         backbone_multiplier=params["backbone_multiplier"],
+        lr=params["lr"],
         device=params["device"],
         keep=params["keep"],
         log_interval=params["log_interval"],

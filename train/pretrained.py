@@ -3,16 +3,20 @@
 Keys are prefixed with ``backbone.``; the 14x14 ``pos_embed`` (class/dist rows dropped) is bicubically
 resized to the template and search grids to give ``pos_embed_z`` and ``pos_embed_x``; decoder, head and
 other non-backbone keys are dropped. Division predictors and the box head are left to their initialisation.
+A whole GRM checkpoint (:func:`whole_model_state`) is instead loaded as it is, for fine-tuning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from grm.runtime.errors import CheckpointError
+from grm.train.checkpoint import extract_state_dict
 from grm.train.config import GrmConfig, get_config
 from grm.train.model.vit import resize_pos_embed
 
@@ -78,6 +82,18 @@ def adapt_pretrained(
     derived = ["backbone.pos_embed_z", "backbone.pos_embed_x"]
     uninitialised = sorted(set(model_keys) - set(out)) if model_keys is not None else []
     return out, AdaptReport(dropped=sorted(dropped), derived=derived, uninitialised=uninitialised)
+
+
+def whole_model_state(checkpoint: Mapping[str, Any], path: str | Path = "checkpoint") -> dict[str, torch.Tensor] | None:
+    """The state dict of a whole GRM checkpoint (official ``net`` or ``grm-train`` file), else None (a ViT file).
+
+    A GRM checkpoint is recognised by its box-head weights; it initialises every weight for fine-tuning.
+    """
+    try:
+        state, _ = extract_state_dict(checkpoint, path)
+    except CheckpointError:
+        return None
+    return state if any(k.startswith("box_head.") for k in state) else None
 
 
 def _check_width(pos: torch.Tensor, cfg: GrmConfig) -> None:

@@ -62,6 +62,7 @@ class TrainOptions:
         seed: base seed (ranks use seed + rank for the model's randomness).
         backbone_multiplier: backbone learning-rate factor (official 0.1, which assumes a pretrained
             backbone; from-scratch runs such as the demo use 1.0).
+        lr: base learning rate override (fine-tuning a trained model uses about a tenth of the recipe's).
         device: torch device; default cuda:<local rank> when present, else CPU.
         keep: project checkpoints kept.
         log_interval: iterations between "iter" lines in the metrics log.
@@ -82,6 +83,7 @@ class TrainOptions:
     val_sequences: int | None = None
     seed: int | None = None
     backbone_multiplier: float | None = None
+    lr: float | None = None
     device: str | None = None
     keep: int = 2
     log_interval: int = 50
@@ -97,12 +99,14 @@ class TrainOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
 
     def resolved_config(self) -> GrmConfig:
         """The config with this run's overrides applied to its training recipe."""
         cfg = get_config(self.config)
         overrides: dict[str, Any] = {}
-        for name in ("epochs", "batch_size", "samples_per_epoch", "num_workers", "seed", "backbone_multiplier"):
+        for name in ("epochs", "batch_size", "samples_per_epoch", "num_workers", "seed", "backbone_multiplier", "lr"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
         if "epochs" in overrides and overrides["epochs"] < cfg.train.lr_drop_epoch:
@@ -238,11 +242,17 @@ class Trainer:
         return per_rank // self.cfg.train.batch_size
 
     def _load_pretrained(self, path: Path) -> None:
-        from grm.train.checkpoint import read_checkpoint
-        from grm.train.pretrained import adapt_pretrained
+        from grm.train.checkpoint import load_state_strict, read_checkpoint
+        from grm.train.pretrained import adapt_pretrained, whole_model_state
 
+        data = read_checkpoint(path)
+        whole = whole_model_state(data, path)
+        if whole is not None:  # a GRM checkpoint: fine-tune every weight, box head included
+            load_state_strict(self.model, whole, path)
+            log.info("initialised the whole model from %s", path)
+            return
         keys = list(self.model.state_dict())
-        state, report = adapt_pretrained(read_checkpoint(path), self.cfg, model_keys=keys)
+        state, report = adapt_pretrained(data, self.cfg, model_keys=keys)
         result = self.model.load_state_dict(state, strict=False)
         if result.unexpected_keys:
             raise CheckpointError(f"{path}: adapted weights do not fit {self.cfg.name}: {result.unexpected_keys[:3]}")

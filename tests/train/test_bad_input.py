@@ -69,7 +69,8 @@ OPTION_CASES: dict[str, tuple[list[str], str]] = {
     "amp": (["--amp", "fp8"], "--amp must be one of bf16, fp16"),
     "device": (["--device", "gpu0"], "--device 'gpu0' is not a torch device"),
     "config": (["--config", "tinny"], "did you mean 'tiny'"),
-    "unknown-option": (["--lr", "0.1"], "--lr"),
+    "unknown-option": (["--learning-rate", "0.1"], "--learning-rate"),
+    "lr": (["--lr", "0"], "--lr must be positive"),
     "no-full-batch": (["--samples-per-epoch", "1"], "give no full batch of 2"),
     "val-root-missing": (["--val-root", "nowhere"], "nowhere"),
 }

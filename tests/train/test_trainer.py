@@ -37,6 +37,9 @@ def test_overrides_and_option_checks(tmp_path):
         TrainOptions(config="tiny", output=tmp_path, amp="fp8")
     with pytest.raises(ConfigError, match="--epochs"):
         TrainOptions(config="tiny", output=tmp_path, epochs=0)
+    assert TrainOptions(config="tiny", output=tmp_path, lr=4e-5).resolved_config().train.lr == 4e-5
+    with pytest.raises(ConfigError, match="--lr"):
+        TrainOptions(config="tiny", output=tmp_path, lr=0.0)
 
 
 def test_rank_indices_are_disjoint_and_equal_sized():
@@ -89,3 +92,33 @@ def test_pretrained_backbone_goes_through_adapt_pretrained(synth_root, tmp_path)
     got = trainer.model.state_dict()
     assert torch.equal(got["backbone.blocks.1.mlp.fc1.weight"], vit["blocks.1.mlp.fc1.weight"])
     assert torch.equal(got["backbone.patch_embed.proj.weight"], vit["patch_embed.proj.weight"])
+
+
+def test_a_grm_checkpoint_initialises_every_weight_for_fine_tuning(synth_root, tmp_path):
+    import torch
+
+    from grm.train.model import build_model
+
+    torch.manual_seed(7)
+    source = build_model("tiny")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p))
+    path = tmp_path / "GRM_ep0020.pth.tar"
+    torch.save({"net": source.state_dict()}, path)
+    trainer = Trainer(
+        TrainOptions(
+            config="tiny",
+            output=tmp_path / "run",
+            pretrained=path,
+            roots=DatasetRoots(explicit={"got10k": synth_root}),
+            num_workers=0,
+        )
+    )
+    got = trainer.model.state_dict()
+    for key in (
+        "box_head.conv1_ctr.0.weight",
+        "backbone.pos_embed_x",
+        "backbone.blocks.1.attn.divide_predict.0.weight",
+    ):
+        assert torch.equal(got[key], source.state_dict()[key]), key

@@ -28,7 +28,7 @@ from grm.runtime.atomic import atomic_write_text
 from grm.runtime.errors import DatasetError
 from grm.train.data.footage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, media_files
 from grm.train.data.sampler import MIN_LENGTH
-from grm.train.data.synth import META_INFO, SynthSequence, generate_sequence, write_sequence
+from grm.train.data.synth import META_INFO, SequenceOrigin, SynthSequence, generate_sequence, write_sequence
 
 Image = NDArray[np.uint8]
 Flow = NDArray[np.float32]  # HxWx2 displacement (dx, dy) in pixels
@@ -444,6 +444,12 @@ def still_pool(footage: Path, spec: PairSpec) -> list[Image]:
 
 
 _KIND_SEED = {"still": 1, "track": 2, "synth": 3}
+_STILL_ORIGIN = SequenceOrigin(
+    url="views of one real photo, grm-train build-pairs",
+    object_class="textured image region",
+    motion_class="random shift and scale",
+    major_class="real still",
+)
 
 
 def write_pairs(
@@ -492,7 +498,7 @@ def _write_stills(footage: Path, root: Path, spec: PairSpec, seed: int, progress
         if i in todo:
             rng = np.random.default_rng([seed, _KIND_SEED["still"], i])
             sequence = still_sequence(pool[int(order[i % len(pool)])], rng, spec)
-            write_sequence(sequence, root / f"still_{i + 1:06d}", spec.jpeg_quality)
+            write_sequence(sequence, root / f"still_{i + 1:06d}", spec.jpeg_quality, _STILL_ORIGIN)
         _tick(progress, "still")
 
 
@@ -506,7 +512,13 @@ def _write_tracks(footage: Path, root: Path, spec: PairSpec, seed: int, progress
             marker = markers / f"{v:03d}_{w:04d}.done"
             if not marker.is_file():
                 rng = np.random.default_rng([seed, _KIND_SEED["track"], v, w])
+                origin = SequenceOrigin(
+                    url=f"optical-flow track in {path.name}, grm-train build-pairs",
+                    object_class="moving video region",
+                    motion_class="dense optical flow",
+                    major_class="real video",
+                )
                 for k, sequence in enumerate(track_sequences(frames, rng, spec)):
-                    write_sequence(sequence, root / f"track_{v:03d}_{w:04d}_{k}", spec.jpeg_quality)
+                    write_sequence(sequence, root / f"track_{v:03d}_{w:04d}_{k}", spec.jpeg_quality, origin)
                 atomic_write_text(marker, path.name + "\n")
             _tick(progress, "track")
