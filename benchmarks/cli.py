@@ -43,6 +43,7 @@ from grm.runtime.cliapp import DEBUG_ENV, DEBUG_FLAG, one_line, writing
 from grm.runtime.datasets import check_threshold
 from grm.runtime.errors import GrmError, InputError, Interrupted
 from grm.runtime.outputs import check_output
+from grm.runtime.progress import wrote
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
 Dataset_ = Annotated[str, typer.Option("--dataset", help=f"One of: {', '.join(DATASETS)}.")]
@@ -255,9 +256,17 @@ def _check_not_input(folder: Path, sets: list[ResultSet], option: str) -> None:
                 )
 
 
+_KINDS = {".md": "Markdown report", ".json": "JSON report", ".png": "plot", ".html": "HTML report", ".zip": "archive"}
+
+
+def _written(path: Path) -> str:
+    """``wrote PATH (what)``, the kind of output told by its suffix."""
+    return wrote(path, _KINDS.get(Path(path).suffix.lower(), "results"))
+
+
 def _echo_written(paths: list[Path]) -> None:
     for path in paths:
-        typer.echo(f"wrote {path}")
+        typer.echo(_written(path))
 
 
 @app.command("speed", help="Time engines on real frames: fps, latency percentiles, stage split, peak memory.")
@@ -318,7 +327,7 @@ def speed_cmd(
         written.append(update_results_file(results_md, report))
     if str(json_out) == "-":  # standard output carries the JSON alone
         for path in written:
-            typer.echo(f"wrote {path}", err=True)
+            typer.echo(_written(path), err=True)
         return
     typer.echo(format_speed_table(report))
     _echo_written(written)
@@ -342,7 +351,7 @@ def pack_cmd(
     ] = False,
 ) -> None:
     ds = pack_dataset(dataset, results, data_root)
-    typer.echo(f"wrote {pack(dataset, results, out, ds, ignore_extra=ignore_extra)}")
+    typer.echo(wrote(pack(dataset, results, out, ds, ignore_extra=ignore_extra), "submission archive"))
 
 
 def main(argv: list[str] | None = None) -> None:

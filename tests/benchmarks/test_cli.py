@@ -188,7 +188,7 @@ def test_analyze_writes_to_the_current_folder_never_into_results(tmp_path, monke
         "otb_pytracking_precision.png",
         "otb_pytracking_norm_precision.png",
     }
-    assert "wrote otb_pytracking.json" in result.output.splitlines()
+    assert "wrote otb_pytracking.json (JSON report)" in result.output.splitlines()
     for extra in (["--out", str(results)], ["--html", str(results / "r.html")]):
         result = runner.invoke(cli.app, [*base, "--no-plots", *extra])
         assert result.exit_code == 2 and "is the --results folder" in result.output, result.output
