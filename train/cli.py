@@ -325,6 +325,10 @@ def synth(
             f"the complete sequences in {output / subset} are kept; the same command writes the rest"
         ) from e
     typer.echo(wrote(root, f"{sequences} generated sequences, GOT-10k layout"))
+    if subset == "train":
+        typer.echo(next_step(f"grm-train --config tiny --got10k-dir {shell_word(root)} --output runs/synth"))
+    else:
+        typer.echo(next_step(f"grm-train evaluate CHECKPOINT --val-root {shell_word(root)}"))
 
 
 @app.command("fetch-footage")
@@ -379,6 +383,9 @@ def build_pairs(
         ) from e
     count = len((root / "list.txt").read_text().split())
     typer.echo(wrote(root, f"{count} sequences, GOT-10k layout"))
+    typer.echo(
+        next_step(f"grm-train --config tiny --got10k-dir {shell_word(root)} --output realrun --backbone-multiplier 1.0")
+    )
 
 
 @app.command("export")

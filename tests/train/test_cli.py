@@ -35,7 +35,10 @@ def test_synth_writes_the_got10k_layout(tmp_path):
     )
     assert result.exit_code == 0, result.output
     root = tmp_path / "train"
-    assert result.stdout.splitlines()[-1] == f"wrote {root}/ (2 generated sequences, GOT-10k layout)"
+    assert result.stdout.splitlines()[-2:] == [
+        f"wrote {root}/ (2 generated sequences, GOT-10k layout)",
+        f"next: grm-train --config tiny --got10k-dir {root} --output runs/synth",
+    ]
     assert (root / "list.txt").read_text().split() == ["GOT-10k_Train_000001", "GOT-10k_Train_000002"]
     seq = root / "GOT-10k_Train_000001"
     n = len((seq / "groundtruth.txt").read_text().splitlines())
