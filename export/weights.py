@@ -63,11 +63,10 @@ def resolve_checkpoint(config: str, checkpoint: str | Path | None = None, home: 
         CheckpointError: the given file or the store's file does not exist.
     """
     if checkpoint is not None:
+        from grm.train.checkpoint import check_checkpoint_file  # imports torch, which resolving needs anyway
+
         path = Path(checkpoint).expanduser()
-        if path.is_dir():
-            raise CheckpointError(f"--checkpoint {path} is a folder; pass the checkpoint file (.pth.tar) inside it")
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}; check the --checkpoint path")
+        check_checkpoint_file(path)
         return path
     path = store_path(config, home)
     if not path.is_file():

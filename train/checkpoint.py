@@ -33,7 +33,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             whatever exception the installed torch raises for the damage), or unsafe.
     """
     path = Path(path)
-    _check_file(path)
+    check_checkpoint_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the restricted loader follows
@@ -48,7 +48,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _check_file(path: Path) -> None:
+def check_checkpoint_file(path: Path) -> None:
     """One clear line for what is not a checkpoint file at all, before torch sees it."""
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; pass the checkpoint file (.pth.tar or .pt) inside it")

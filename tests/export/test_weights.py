@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from grm.export import weights
 from grm.runtime.atomic import current_umask
@@ -25,7 +26,7 @@ def test_home_honours_grm_home_then_xdg(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_resolve_prefers_explicit_checkpoint(tmp_path: Path) -> None:
     ckpt = tmp_path / "mine.pth.tar"
-    ckpt.write_bytes(b"x")
+    torch.save({"net": {}}, ckpt)  # resolving checks the file looks like a checkpoint, not its weights
     assert weights.resolve_checkpoint("vitb_256", ckpt, home=tmp_path) == ckpt
     with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pth"):
         weights.resolve_checkpoint("vitb_256", tmp_path / "nope.pth", home=tmp_path)
@@ -97,3 +98,13 @@ def test_find_member_needs_whole_folder_name() -> None:
     names = ["x/old_vitb_256_ep300/GRM_ep0300.pth.tar", "x\\vitb_256_ep300\\GRM_ep0300.pth.tar"]
     assert weights.find_member(names, "vitb_256_ep300/GRM_ep0300.pth.tar") == names[1]
     assert weights.find_member(names[:1], "vitb_256_ep300/GRM_ep0300.pth.tar") is None
+
+
+def test_resolve_names_a_device_or_empty_checkpoint(tmp_path: Path) -> None:
+    """The same file checks as loading a checkpoint: a device is not reported as missing."""
+    with pytest.raises(CheckpointError, match="/dev/null is not a regular file"):
+        weights.resolve_checkpoint("tiny", Path("/dev/null"), home=tmp_path)
+    empty = tmp_path / "empty.pth.tar"
+    empty.touch()
+    with pytest.raises(CheckpointError, match="is empty"):
+        weights.resolve_checkpoint("tiny", empty, home=tmp_path)
